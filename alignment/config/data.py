@@ -1,0 +1,46 @@
+"""Schema of the `dataset` config group: which preference data, how it is read and split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+PROMPT_SOURCES = ("first_human", "prompt_plus_instruction")
+
+
+@dataclass
+class DatasetConfig:
+    """A training dataset, selected by loader name (see alignment/data/sources.py).
+
+    path: a hub dataset id, or a local .jsonl/.json/.csv file (for the `local` loader and for any
+      loader whose hub dataset has been saved to disk).
+    columns: for `local`, maps canonical fields (prompt, chosen, rejected, instruction, h_w, h_l)
+      to the file's column names; unmapped fields use their canonical name.
+    max_length: prompt + response tokens. Longer rows are dropped (the count is logged), never cut.
+    split_seed: the train/validation split is fixed by this seed, independently of the run seed,
+      so every cell of a grid sees the same split.
+    """
+
+    name: str = MISSING
+    path: str | None = None
+    data_dir: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    max_length: int = 256
+    val_fraction: float = 0.1
+    split_seed: int = 42
+    max_examples: int | None = None
+    # alignment-instructions only: where the user turn X comes from (see spec/cita.md section 3).
+    prompt_source: str = "first_human"
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise ValueError(f"dataset.max_length must be >= 8, got {self.max_length}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.prompt_source not in PROMPT_SOURCES:
+            raise ValueError(
+                f"dataset.prompt_source must be one of {PROMPT_SOURCES}, got {self.prompt_source!r}"
+            )

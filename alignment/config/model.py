@@ -1,0 +1,77 @@
+"""Schemas of the `model` config group: the base model, its quantisation and its LoRA adapter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+SOURCES = ("hub", "gguf", "tiny")
+DTYPES = ("float32", "bfloat16", "float16")
+QUANTIZATIONS = ("none", "4bit", "8bit")
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapter shape. Seed defaults: r=16, alpha=16 on the seven Llama projections."""
+
+    r: int = 16
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(LLAMA_PROJECTIONS))
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"model.lora.r must be >= 1, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.lora.dropout must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise ValueError("model.lora.target_modules must name at least one module")
+
+
+@dataclass
+class ModelConfig:
+    """A base model. `source` says where its weights come from.
+
+    - `hub`: `hub_id` on the Hugging Face hub (or a local directory with the same layout).
+    - `gguf`: a GGUF file shipped inside a Python package (`gguf_package`/`gguf_file`); it is
+      dequantised once and cached as safetensors under `cache_dir`.
+    - `tiny`: a few-thousand-parameter Llama built locally from `tiny_*` sizes, with a BPE tokenizer
+      trained locally on the project's own data. For tests; it learns nothing useful.
+    """
+
+    name: str = MISSING
+    source: str = "hub"
+    hub_id: str | None = None
+    revision: str | None = None
+    gguf_package: str | None = None
+    gguf_file: str | None = None
+    # Compute/storage dtype of the frozen base. CPU runs want float32 (bf16 matmuls are slow there).
+    dtype: str = "float32"
+    # NF4 double-quant with bf16 compute (`4bit`), LLM.int8 (`8bit`) or full precision (`none`).
+    quantization: str = "none"
+    # Name of a template in alignment/data/templates.py, or null for the tokenizer's own template.
+    chat_template: str | None = None
+    # Gemma's templates reject a system role: the instruction is then prepended to the first user turn.
+    supports_system_role: bool = True
+    attn_implementation: str | None = "sdpa"
+    gradient_checkpointing: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    tiny_hidden: int = 16
+    tiny_layers: int = 2
+    tiny_vocab: int = 320
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"model.source must be one of {SOURCES}, got {self.source!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(
+                f"model.quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}"
+            )
+        if self.source == "hub" and not self.hub_id:
+            raise ValueError(f"model {self.name!r}: source=hub needs model.hub_id")
+        if self.source == "gguf" and not (self.gguf_package and self.gguf_file):
+            raise ValueError(f"model {self.name!r}: source=gguf needs gguf_package and gguf_file")

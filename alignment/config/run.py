@@ -1,0 +1,81 @@
+"""Schemas of the run as a whole: training loop settings, MLflow tracking and RunConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from alignment.config.data import DatasetConfig
+from alignment.config.eval import EvalConfig
+from alignment.config.method import MethodConfig
+from alignment.config.model import ModelConfig
+from alignment.config.optim import OptimizerConfig
+
+
+@dataclass
+class TrainConfig:
+    """The training loop. Effective batch = batch_size * grad_accum (pairs per optimizer step).
+
+    max_steps > 0 overrides epochs. group_by_length buckets examples of similar length into a
+    batch so padding stays small. completion_only_logits projects only the positions from the
+    shortest prompt onwards through the LM head (log-probs are identical; it saves compute).
+    """
+
+    batch_size: int = 4
+    grad_accum: int = 1
+    epochs: float = 1.0
+    max_steps: int = -1
+    logging_steps: int = 1
+    save_steps: int = 50
+    save_total_limit: int = 2
+    eval_steps: int = 0
+    device: str = "auto"
+    group_by_length: bool = True
+    completion_only_logits: bool = True
+    torch_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("train.batch_size and train.grad_accum must be >= 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow. `uri`: sqlite:///mlflow.db locally (relative paths resolve against the launch
+    directory), http://host:port for an `mlflow server` shared by a cluster sweep."""
+
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "alignment"
+    run_name: str | None = None
+    enabled: bool = True
+    log_adapter: bool = True
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    output_dir: str = MISSING
+    cache_dir: str = "~/.cache/alignment-lab"
+    eval_after_train: bool = False
+    model: ModelConfig = MISSING
+    # Typed as Any so each group option can carry its own subclass schema; the option's YAML names
+    # that schema (`defaults: [base_<name>]`), so unknown keys still fail at compose time.
+    method: Any = MISSING
+    optimizer: Any = MISSING
+    dataset: DatasetConfig = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.method, MethodConfig):
+            raise TypeError(f"method must be a MethodConfig, got {type(self.method).__name__}")
+        if not isinstance(self.optimizer, OptimizerConfig):
+            raise TypeError(
+                f"optimizer must be an OptimizerConfig, got {type(self.optimizer).__name__}"
+            )

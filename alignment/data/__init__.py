@@ -1,0 +1,1 @@
+"""Data: raw records -> PreferenceExample -> token ids and masks."""
