@@ -11,7 +11,7 @@ from __future__ import annotations
 from hydra.core.config_store import ConfigStore
 
 from alignment.config.data import DatasetConfig
-from alignment.config.eval import EvalConfig
+from alignment.config.eval import AqiConfig, EvalConfig, JudgeConfig, TruthfulQAConfig
 from alignment.config.grit import GritConfig
 from alignment.config.method import (
     BaselineConfig,
@@ -45,6 +45,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "optimizer": {"adamw": AdamWConfig, "adamw_8bit": AdamW8bitConfig, "grit": GritConfig},
     "dataset": {"dataset": DatasetConfig},
     "tracking": {"tracking": TrackingConfig},
+    "eval": {"aqi": AqiConfig, "truthfulqa": TruthfulQAConfig, "judge": JudgeConfig},
 }
 
 

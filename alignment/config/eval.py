@@ -1,10 +1,191 @@
-"""Schemas of the `eval` config group (evaluate.py and eval_after_train)."""
+"""Schemas of the `eval` config group: the AQI, TruthfulQA-MC and judge suites.
+
+`eval` is a list-valued group (`eval=[aqi,truthfulqa,judge]`). Each option file is placed in its
+own key (`# @package eval.<suite>`), so `EvalConfig` holds one optional field per suite and a
+suite runs iff its field is set; `eval=none` (train.py's default) runs none. Each option file
+opens with `defaults: [base_<suite>, _self_]`, so a misspelt key fails when the config is composed.
+
+Data sources (`data`, `*_data`) are one string each: `builtin` (the project's own labelled
+safe/unsafe prompts, the offline default), a local `.json`/`.jsonl`/`.csv` file, or a hub
+dataset id.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+AQI_VARIANTS = ("chi_sil", "xb_chi")
+POOLINGS = ("mean_masked", "mean_unmasked", "last", "cls")
+PROTOCOLS = ("prompt", "response")
+REDUCERS = ("tsne", "pca", "none")
+PROMPT_STYLES = ("harness", "chat")
+JUDGE_BACKENDS = ("local_hf", "openai")
+JUDGE_TASKS = ("helpfulness", "safety", "truthfulness")
+
+
+def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding of the evaluated model's answers (response-AQI, judge tasks).
+
+    temperature 0 means greedy decoding (top_p is then unused). system_prompt: an optional
+    system turn added through the chat template (for example a generic safety prompt).
+    """
+
+    max_new_tokens: int = 150
+    temperature: float = 0.7
+    top_p: float = 0.9
+    system_prompt: str | None = None
+    batch_size: int = 8
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("generation.max_new_tokens and generation.batch_size must be >= 1")
+        if self.temperature < 0 or not 0.0 < self.top_p <= 1.0:
+            raise ValueError("generation.temperature must be >= 0 and top_p in (0, 1]")
+
+
+@dataclass
+class AqiConfig:
+    """Alignment Quality Index (spec/aqi.md): separation of safe vs unsafe embeddings.
+
+    variants: chi_sil = gamma*(SS+1)/2 + (1-gamma)*CHI/(1+CHI) in [0, 1]; xb_chi =
+      gamma*CHI_norm + (1-gamma)*XB_norm in [0, 100], normalised within ONE run over its
+      7 axioms + overall, as the reference does: xb_chi scores do NOT compare across models.
+    gamma: 0.5 (function default and seed value; the chi_sil script's CLI silently used 0.3).
+    layer: hidden-state index (-1 = last layer output, after the final norm for HF Llama).
+    pooling: mean_masked (default; padding ignored); mean_unmasked averages over padding too and
+      exists only for parity with aqi_dealign_chi_sil.py, whose scores then depend on batch
+      composition and padding length; last (last non-pad token); cls (first token).
+    protocol: prompt = embed the prompts; response = generate an answer per prompt first
+      (`generation`, cached on disk), then embed the answers (labels stay the prompt's).
+    reducer: tsne = 3-D t-SNE with each variant's reference parameters; pca = 3-D PCA; none =
+      the raw pooled embeddings (deterministic, for tests).
+    data: builtin | hasnat79/litmus | a local file; columns input/axiom/safety_label (synonyms
+      accepted). samples_per_category: rows kept per (axiom, label), sampled with `seed`.
+    """
+
+    variants: list[str] = field(default_factory=lambda: list(AQI_VARIANTS))
+    gamma: float = 0.5
+    layer: int = -1
+    pooling: str = "mean_masked"
+    protocol: str = "prompt"
+    reducer: str = "tsne"
+    data: str = "builtin"
+    samples_per_category: int = 200
+    seed: int = 42
+    batch_size: int = 8
+    max_length: int = 512
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def __post_init__(self) -> None:
+        if not self.variants:
+            raise ValueError("eval.aqi.variants must name at least one variant")
+        for variant in self.variants:
+            _check_choice("eval.aqi.variants", variant, AQI_VARIANTS)
+        _check_choice("eval.aqi.pooling", self.pooling, POOLINGS)
+        _check_choice("eval.aqi.protocol", self.protocol, PROTOCOLS)
+        _check_choice("eval.aqi.reducer", self.reducer, REDUCERS)
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"eval.aqi.gamma must be in [0, 1], got {self.gamma}")
+        if self.samples_per_category < 1 or self.batch_size < 1 or self.max_length < 8:
+            raise ValueError(
+                "eval.aqi.samples_per_category and batch_size must be >= 1, max_length >= 8"
+            )
+
+
+@dataclass
+class TruthfulQAConfig:
+    """TruthfulQA MC1/MC2 by teacher-forced log-likelihood (no generation, no judge).
+
+    data: hub id (config `multiple_choice`, split `validation`) or a local .json/.jsonl file
+      with mc1_targets/mc2_targets (and category).
+    prompt_style: harness = lm-evaluation-harness's six-shot QA preamble as raw text (parity);
+      chat = the same text as one user turn through the chat template.
+    add_bos: prepend the tokenizer's BOS token to the context (the harness default is no special
+      tokens for causal LMs; Gemma needs true).
+    max_questions: the first n questions (null = all 817), for smoke runs.
+    """
+
+    data: str = "truthfulqa/truthful_qa"
+    prompt_style: str = "harness"
+    add_bos: bool = False
+    max_questions: int | None = None
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        _check_choice("eval.truthfulqa.prompt_style", self.prompt_style, PROMPT_STYLES)
+        if self.batch_size < 1 or (self.max_questions is not None and self.max_questions < 1):
+            raise ValueError("eval.truthfulqa.batch_size and max_questions must be >= 1")
+
+
+@dataclass
+class JudgeConfig:
+    """Judge-based metrics through one judge backend (spec/evaluation.md section 3.2).
+
+    tasks: helpfulness = pairwise win rate of the adapter's answers vs the base model's
+      (adapter disabled), both A/B orders, an inconsistent pair is a tie; safety = % of answers
+      judged unsafe on harmful prompts (lower is better); truthfulness = TruthfulQA truthful,
+      informative and TI (per-sample AND, and the product of the rates).
+    backend: local_hf (model loaded in-process; greedy) or openai (any OpenAI-compatible
+      `{base_url}/chat/completions`). The key is read from the env var named by api_key_env and
+      is never logged.
+    truth_model/info_model: probability judges (P(" yes") >= threshold), e.g. the allenai
+      TruthfulQA judges; null = ask `model` with the generative truth/info prompts.
+    prompt_version: suffix of the prompt files in alignment/evaluation/prompts/.
+    max_samples: prompts per task (the first n after a seeded shuffle).
+    """
+
+    tasks: list[str] = field(default_factory=lambda: list(JUDGE_TASKS))
+    backend: str = "local_hf"
+    model: str = "Qwen/Qwen2.5-7B-Instruct"
+    revision: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_s: float = 120.0
+    truth_model: str | None = None
+    info_model: str | None = None
+    threshold: float = 0.5
+    temperature: float = 0.0
+    max_new_tokens: int = 512
+    prompt_version: str = "v1"
+    seed: int = 42
+    bootstrap_samples: int = 1000
+    max_samples: int = 100
+    helpfulness_data: str = "builtin"
+    safety_data: str = "builtin"
+    truthfulqa_data: str = "truthfulqa/truthful_qa"
+    generation: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(max_new_tokens=256, temperature=0.0)
+    )
+
+    def __post_init__(self) -> None:
+        _check_choice("eval.judge.backend", self.backend, JUDGE_BACKENDS)
+        for task in self.tasks:
+            _check_choice("eval.judge.tasks", task, JUDGE_TASKS)
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("eval.judge.base_url is required for backend=openai")
+        if self.temperature != 0.0:
+            raise ValueError("eval.judge.temperature must be 0 (verdicts must be reproducible)")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"eval.judge.threshold must be in (0, 1), got {self.threshold}")
+        if self.max_samples < 1 or self.bootstrap_samples < 1 or self.max_new_tokens < 1:
+            raise ValueError("eval.judge.max_samples, bootstrap_samples, max_new_tokens >= 1")
 
 
 @dataclass
 class EvalConfig:
-    """Which evaluation suites run; an empty selection (`eval=none`) runs none."""
+    """The selected suites; a suite left null does not run (`eval=none` selects none)."""
+
+    aqi: AqiConfig | None = None
+    truthfulqa: TruthfulQAConfig | None = None
+    judge: JudgeConfig | None = None
+
+    def suites(self) -> list[str]:
+        """Names of the selected suites, in run order."""
+        return [name for name in ("aqi", "truthfulqa", "judge") if getattr(self, name) is not None]

@@ -1,0 +1,128 @@
+"""From a DatasetConfig to tokenised train/validation sets, validated for the chosen method.
+
+Tokenisation is cached on disk under `<cache_dir>/tokenized/`, keyed by a hash of everything it
+depends on (the examples' content, the tokenizer, the template, the instruction handling), so the
+runs of a sweep that share data tokenise it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from alignment.config import RunConfig
+from alignment.data.formatting import EncodedExample, encode_examples, filter_long
+from alignment.data.sources import DATASETS, flip_unfactual_winners, require_flags, split_train_val
+from alignment.data.types import DataError, PreferenceExample
+from alignment.methods import Method
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    train: Dataset
+    val: Dataset | None
+    counts: dict[str, float] = field(default_factory=dict)
+    # Computes (or loads) reference log-probs for train and val given the policy; None when the
+    # method needs no cached reference.
+    reference: Callable | None = None
+
+    def attach_reference(self, refs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        for split in ("train", "val"):
+            ds = getattr(self, split)
+            if ds is None:
+                continue
+            chosen, rejected = refs[split]
+            ds = ds.add_column("ref_chosen_logps", chosen.tolist())
+            setattr(self, split, ds.add_column("ref_rejected_logps", rejected.tolist()))
+
+
+def validate_for_method(examples: list[PreferenceExample], method: Method, cfg: RunConfig) -> None:
+    if method.needs_pairs:
+        for ex in examples:
+            if not ex.rejected.strip():
+                raise DataError(ex.origin or cfg.dataset.name, None, "rejected",
+                                f"is empty; method {method.name} needs preference pairs")  # fmt: skip
+    if method.needs_flags(cfg.method):
+        require_flags(examples, cfg.dataset.path or cfg.dataset.name)
+
+
+def _encode_cached(
+    tokenizer: PreTrainedTokenizerBase, examples: list[PreferenceExample], cfg: RunConfig, method: Method
+) -> list[EncodedExample]:
+    opts = {"instruction": method.uses_instruction(cfg.method), "system": cfg.model.supports_system_role}
+    digest = hashlib.sha256()
+    digest.update(json.dumps([tokenizer.name_or_path, len(tokenizer), tokenizer.chat_template, opts]).encode())
+    for ex in examples:
+        digest.update(json.dumps(asdict(ex), sort_keys=True).encode())
+    path = Path(cfg.cache_dir).expanduser() / "tokenized" / f"{digest.hexdigest()[:24]}.pt"
+    if path.is_file():
+        log.info("tokenised data from cache %s", path)
+        return [EncodedExample(**row) for row in torch.load(path)]
+    encoded = encode_examples(tokenizer, examples, use_instruction=opts["instruction"],
+                              supports_system_role=opts["system"])  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    torch.save([asdict(e) for e in encoded], tmp)
+    os.replace(tmp, path)  # atomic: concurrent jobs never read a partial file
+    return encoded
+
+
+def _to_dataset(encoded: list[EncodedExample], keep: list[int]) -> Dataset:
+    rows = [encoded[i] for i in keep]
+    return Dataset.from_dict({
+        "prompt_ids": [e.prompt_ids for e in rows],
+        "chosen_ids": [e.chosen_ids for e in rows],
+        "rejected_ids": [e.rejected_ids for e in rows],
+        "h_w": [e.h_w for e in rows],
+        "h_l": [e.h_l for e in rows],
+        "length": [e.length for e in rows],
+        "index": list(range(len(rows))),
+    })  # fmt: skip
+
+
+def prepare_data(cfg: RunConfig, method: Method, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
+    examples = DATASETS.get(cfg.dataset.name)(cfg.dataset)
+    if not examples:
+        raise DataError(cfg.dataset.path or cfg.dataset.name, None, None, "has no rows")
+    validate_for_method(examples, method, cfg)
+    counts: dict[str, float] = {}
+    if getattr(cfg.method, "flip_unfactual_winner", False):
+        examples, buckets = flip_unfactual_winners(examples)
+        counts.update({f"data/{k}": float(v) for k, v in buckets.items()})
+        log.info("factual flags: %s", buckets)
+    train_ex, val_ex = split_train_val(examples, cfg.dataset.val_fraction, cfg.dataset.split_seed)
+    splits = {}
+    for name, exs in (("train", train_ex), ("val", val_ex)):
+        if not exs:
+            continue
+        encoded = _encode_cached(tokenizer, exs, cfg, method)
+        keep, dropped = filter_long(encoded, cfg.dataset.max_length)
+        counts[f"data/{name}_filtered_too_long"] = float(dropped)
+        if dropped:
+            log.warning("%s: dropped %d of %d %s rows longer than dataset.max_length=%d tokens",
+                        cfg.dataset.name, dropped, len(encoded), name, cfg.dataset.max_length)  # fmt: skip
+        if keep:
+            splits[name] = _to_dataset(encoded, keep)
+            counts[f"data/{name}_examples"] = float(len(keep))
+    if "train" not in splits:
+        raise DataError(cfg.dataset.path or cfg.dataset.name, None, None,
+                        f"no training row fits dataset.max_length={cfg.dataset.max_length}")  # fmt: skip
+    data = PreparedData(splits["train"], splits.get("val"), counts)
+    if method.needs_reference(cfg.method) and not method.needs_reference_logits(cfg.method):
+        from alignment.refcache import reference_fn
+
+        data.reference = reference_fn(cfg, data, tokenizer.pad_token_id)
+    return data

@@ -1,0 +1,102 @@
+"""build the policy: base model (optionally 4-/8-bit through bitsandbytes) + LoRA, and its tokenizer.
+
+The reference model for DPO-family losses is this same model with its adapters disabled, so no
+second copy of the weights is ever loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from alignment.config import ModelConfig
+from alignment.data.templates import TEMPLATES
+from alignment.models.weights import weights_dir
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def load_tokenizer(cfg: ModelConfig, cache_dir: str) -> PreTrainedTokenizerBase:
+    tok = AutoTokenizer.from_pretrained(weights_dir(cfg, cache_dir), revision=cfg.revision)
+    if cfg.chat_template is not None:
+        tok.chat_template = TEMPLATES.get(cfg.chat_template)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def _quantization(cfg: ModelConfig):
+    if cfg.quantization == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if cfg.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def load_base(cfg: ModelConfig, cache_dir: str, device: torch.device) -> torch.nn.Module:
+    """The frozen base model on `device` (quantised if configured)."""
+    quant = _quantization(cfg)
+    kwargs = {"dtype": DTYPES[cfg.dtype], "revision": cfg.revision}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(weights_dir(cfg, cache_dir), **kwargs)
+    if quant is None:
+        model.to(device)
+    model.config.use_cache = False
+    return model
+
+
+def load_policy(
+    cfg: ModelConfig,
+    cache_dir: str,
+    device: torch.device,
+    adapter_path: str | None = None,
+    trainable: bool = True,
+) -> PeftModel:
+    """Base model + LoRA adapter: a new one from `cfg.lora`, or the one saved at `adapter_path`."""
+    model = load_base(cfg, cache_dir, device)
+    if cfg.quantization != "none" and trainable:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.gradient_checkpointing
+        )
+    elif cfg.gradient_checkpointing and trainable:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    if adapter_path is not None:
+        return PeftModel.from_pretrained(model, adapter_path, is_trainable=trainable)
+    lora = PeftLoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    policy = get_peft_model(model, lora)
+    n_train = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in policy.parameters())
+    log.info("model %s: %d trainable of %d parameters", cfg.name, n_train, n_all)
+    return policy

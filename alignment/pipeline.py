@@ -1,0 +1,144 @@
+"""run_training: config -> data -> model -> trainer -> MLflow, as a flat list of steps.
+
+Everything that can reject bad input (data parsing, flags, lengths, the model files) runs before
+the first training step, so a bad row never costs a half-finished run. A job that finds its own
+checkpoint and MLflow run id in its output directory resumes both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import torch
+from transformers import TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from alignment.config import RunConfig
+from alignment.data.collate import Collator
+from alignment.data.prepare import PreparedData, prepare_data
+from alignment.methods import Method, get_method
+from alignment.models import load_policy, load_tokenizer, pick_device
+from alignment.summary import write_summary
+from alignment.tracking import MlflowCallback, Tracker, flatten, git_state
+from alignment.trainer import AlignmentTrainer
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+DONE_FILE = "DONE"
+
+
+def run_tags(cfg: RunConfig) -> dict[str, str]:
+    sha, dirty = git_state(REPO)
+    tags = {
+        "method": cfg.method.name,
+        "model": cfg.model.name,
+        "optimizer": cfg.optimizer.name,
+        "dataset": cfg.dataset.name,
+        "seed": str(cfg.seed),
+        "git_commit": sha,
+        "git_dirty": dirty,
+        "mlflow.source.git.commit": sha,
+    }
+    if hasattr(cfg.method, "delta"):
+        tags["delta"] = str(cfg.method.delta)
+    return tags
+
+
+def training_args(cfg: RunConfig, out: Path, device: torch.device, has_val: bool) -> TrainingArguments:
+    t, opt = cfg.train, cfg.optimizer
+    eval_on = has_val and t.eval_steps > 0
+    return TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=opt.lr,
+        weight_decay=opt.weight_decay,
+        lr_scheduler_type=opt.scheduler,
+        warmup_steps=opt.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        # GRIT's wrapper clips itself, in its configured order relative to preconditioning.
+        max_grad_norm=0.0 if opt.name == "grit" else opt.max_grad_norm,
+        logging_steps=t.logging_steps,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if eval_on else "no",
+        eval_steps=t.eval_steps if eval_on else None,
+        seed=cfg.seed,
+        bf16=device.type == "cuda" and cfg.model.dtype == "bfloat16",
+        use_cpu=device.type == "cpu",
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        prediction_loss_only=True,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,  # set on the model itself (models.load_policy)
+        disable_tqdm=False,
+    )
+
+
+def run_training(cfg: RunConfig) -> float | None:
+    out = Path(cfg.output_dir)
+    if (out / DONE_FILE).is_file():
+        log.info("%s is complete (run %s); nothing to do", out, (out / "mlflow_run_id").read_text())
+        return json.loads((out / DONE_FILE).read_text()).get("final_loss")
+    if cfg.train.torch_threads > 0:
+        torch.set_num_threads(cfg.train.torch_threads)
+    set_seed(cfg.seed)
+    method = get_method(cfg.method)
+    device = pick_device(cfg.train.device)
+    tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
+    data = prepare_data(cfg, method, tokenizer)  # all input validation happens here
+
+    tracker = Tracker(cfg.tracking, out) if cfg.tracking.enabled else None
+    if tracker is not None:
+        params = flatten(dataclasses.asdict(cfg))
+        run_name = cfg.tracking.run_name or f"{cfg.method.name}-{cfg.model.name}-s{cfg.seed}"
+        tracker.start(params, run_tags(cfg), run_name)
+        tracker.log_metrics(data.counts, step=0)
+        tracker.log_artifact(out / ".hydra") if (out / ".hydra").is_dir() else None
+    try:
+        final = _train(cfg, method, device, tokenizer, data, tracker, out) if method.trains else None
+    except BaseException:
+        if tracker is not None:
+            tracker.end("KILLED")
+        raise
+    if tracker is not None:
+        tracker.end("FINISHED")
+    (out / DONE_FILE).write_text(json.dumps({"final_loss": final}))
+    return final
+
+
+def _train(cfg: RunConfig, method: Method, device, tokenizer, data: PreparedData, tracker, out: Path):
+    model = load_policy(cfg.model, cfg.cache_dir, device)
+    if data.reference is not None:
+        data.attach_reference(data.reference(model))
+        if tracker is not None:
+            tracker.log_metrics({"refcache/hit": data.counts["refcache/hit"]}, step=0)
+    trainer = AlignmentTrainer(
+        model=model,
+        args=training_args(cfg, out, device, data.val is not None),
+        train_dataset=data.train,
+        eval_dataset=data.val,
+        data_collator=Collator(tokenizer.pad_token_id, pairs=method.needs_pairs),
+        processing_class=tokenizer,
+        callbacks=[MlflowCallback(tracker)] if tracker is not None else None,
+        method=method,
+        method_cfg=cfg.method,
+        optimizer_cfg=cfg.optimizer,
+        completion_only_logits=cfg.train.completion_only_logits,
+    )
+    last = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
+    if last:
+        log.info("resuming from %s", last)
+    trainer.train(resume_from_checkpoint=last)
+    adapter_dir = out / "adapter"
+    model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    return write_summary(cfg, trainer, tracker, adapter_dir, out)

@@ -1,0 +1,100 @@
+"""The shared reference log-prob cache.
+
+Reference log-probs depend only on the base model (weights, quantisation, dtype), the token ids
+of each row (dataset content, template, max_length filtering all show up there) and nothing the
+method, optimizer or Delta changes. They are computed once per key with the LoRA adapters
+disabled, stored as safetensors under `<cache_dir>/refcache/<key>.safetensors`, and reused by
+every run of a grid that shares the key. A file lock serialises concurrent writers: a second job
+waits for the first and then reads its file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file, save_file
+
+from alignment.config import RunConfig
+from alignment.data.collate import Collator
+from alignment.forward import forward_logps
+
+log = logging.getLogger(__name__)
+
+# Incremented per computed batch; tests and benchmarks read it to count reference passes.
+REFERENCE_BATCHES = {"computed": 0, "hits": 0, "misses": 0}
+
+
+def cache_key(cfg: RunConfig, splits: dict[str, Dataset]) -> str:
+    m = cfg.model
+    digest = hashlib.sha256()
+    identity = [m.source, m.hub_id, m.revision, m.gguf_file, m.tiny_hidden, m.tiny_layers,
+                m.tiny_vocab, m.dtype, m.quantization, m.attn_implementation]  # fmt: skip
+    digest.update(json.dumps(identity).encode())
+    for name in sorted(splits):
+        ds = splits[name]
+        digest.update(name.encode())
+        for col in ("prompt_ids", "chosen_ids", "rejected_ids"):
+            digest.update(json.dumps(ds[col]).encode())
+    return digest.hexdigest()[:32]
+
+
+@torch.no_grad()
+def compute_reference(model, ds: Dataset, pad_token_id: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen, rejected) reference log-probs (N,) for every row, adapters disabled."""
+    collate = Collator(pad_token_id, pairs=True)
+    order = sorted(range(len(ds)), key=lambda i: ds[i]["length"])  # little padding per batch
+    chosen, rejected = torch.zeros(len(ds)), torch.zeros(len(ds))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with model.disable_adapter():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = {k: v.to(device) if torch.is_tensor(v) else v
+                     for k, v in collate([ds[i] for i in idx]).items()}  # fmt: skip
+            logps, _, _ = forward_logps(model, batch)
+            chosen[idx] = logps[: len(idx)].float().cpu()
+            rejected[idx] = logps[len(idx) :].float().cpu()
+            REFERENCE_BATCHES["computed"] += 1
+    model.train(was_training)
+    return chosen, rejected
+
+
+def reference_fn(cfg: RunConfig, data, pad_token_id: int):
+    """A function model -> {split: (chosen, rejected)} that loads or computes the cache entry."""
+    splits = {"train": data.train} | ({"val": data.val} if data.val is not None else {})
+    key = cache_key(cfg, splits)
+    path = Path(cfg.cache_dir).expanduser() / "refcache" / f"{key}.safetensors"
+
+    def load_or_compute(model) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a second writer waits here, then reuses
+            if path.is_file():
+                REFERENCE_BATCHES["hits"] += 1
+                data.counts["refcache/hit"] = 1.0
+                log.info("reference log-probs from cache %s", path)
+                tensors = load_file(str(path))
+            else:
+                REFERENCE_BATCHES["misses"] += 1
+                data.counts["refcache/hit"] = 0.0
+                tensors = {}
+                for name, ds in splits.items():
+                    c, r = compute_reference(model, ds, pad_token_id, cfg.train.batch_size * 2)
+                    tensors[f"{name}.chosen"], tensors[f"{name}.rejected"] = c, r
+                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+                os.close(fd)
+                save_file(tensors, tmp, metadata={"key": key})
+                os.replace(tmp, path)
+                log.info("reference log-probs computed and cached at %s", path)
+        return {n: (tensors[f"{n}.chosen"], tensors[f"{n}.rejected"]) for n in splits}
+
+    return load_or_compute

@@ -1,0 +1,55 @@
+"""The end-of-run summary: loss and reward-accuracy trend, where things were saved, how to look."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from alignment.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
+    """Mean of the first and of the last quarter of the logged values (at least one each)."""
+    values = [h[key] for h in history if key in h]
+    if not values:
+        return None
+    n = max(1, len(values) // 4)
+    return sum(values[:n]) / n, sum(values[-n:]) / n
+
+
+def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path) -> float | None:
+    history = trainer.state.log_history
+    loss = _trend(history, "loss")
+    acc = _trend(history, "rewards/accuracy")
+    summary = {
+        "method": cfg.method.name,
+        "model": cfg.model.name,
+        "optimizer": cfg.optimizer.name,
+        "steps": trainer.state.global_step,
+        "loss_start": loss[0] if loss else None,
+        "loss_end": loss[1] if loss else None,
+        "reward_accuracy_start": acc[0] if acc else None,
+        "reward_accuracy_end": acc[1] if acc else None,
+        "adapter": str(adapter_dir.resolve()),
+        "mlflow_run_id": tracker.run_id if tracker else None,
+        "mlflow_uri": tracker.uri if tracker else None,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if tracker is not None:
+        if cfg.tracking.log_adapter:
+            tracker.log_artifact(adapter_dir, "adapter")
+        tracker.log_artifact(out / "summary.json")
+    lines = [f"trained {cfg.method.name} on {cfg.model.name}: {summary['steps']} optimizer steps"]
+    if loss:
+        lines.append(f"  loss            {loss[0]:.4f} -> {loss[1]:.4f}  (first vs last quarter of steps)")
+    if acc:
+        lines.append(f"  reward accuracy {acc[0]:.3f} -> {acc[1]:.3f}")
+    lines.append(f"  adapter saved   {adapter_dir.resolve()}")
+    if tracker is not None:
+        lines.append(f"  MLflow run      {tracker.run_id} (experiment {cfg.tracking.experiment!r})")
+        lines.append(f"  look at it:     mlflow ui --backend-store-uri {tracker.uri}")
+    log.info("\n".join(lines))
+    return loss[1] if loss else None

@@ -1,0 +1,147 @@
+"""Glue over transformers' Trainer: plugs in a registered method's loss and the configured optimizer.
+
+The subclass overrides three narrow hooks only: `compute_loss` (policy log-probs once, reference
+log-probs only if the method needs them, then the method's loss), `create_optimizer` (our
+builder, GRIT included) and `log` (adds the method's diagnostics). Checkpointing, resume,
+gradient accumulation, schedulers and length-grouped sampling are the Trainer's own.
+Diagnostics are summed on the device and read back once per logging step, so a training step
+never waits on a host-device synchronisation for logging.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import torch
+from transformers import Trainer
+
+from alignment.config import MethodConfig, OptimizerConfig
+from alignment.forward import forward_logps
+from alignment.methods import Method, PolicyBatch
+from alignment.optim import Preconditioner, build_optimizer
+
+
+class AlignmentTrainer(Trainer):
+    def __init__(
+        self,
+        *args,
+        method: Method,
+        method_cfg: MethodConfig,
+        optimizer_cfg: OptimizerConfig,
+        completion_only_logits: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.method, self.method_cfg, self.optimizer_cfg = method, method_cfg, optimizer_cfg
+        self.completion_only = completion_only_logits
+        self.preconditioner: Preconditioner | None = None
+        # Our loss is already a per-batch mean: let the Trainer divide by grad_accum itself.
+        self.model_accepts_loss_kwargs = False
+        self._sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
+        self._counts: dict[str, dict[str, int]] = {"train": defaultdict(int), "eval": defaultdict(int)}
+        self._last_log_time = time.perf_counter()
+        self.reference_forwards = 0
+
+    # -- hooks -------------------------------------------------------------------------------
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            self.optimizer, self.preconditioner = build_optimizer(self.optimizer_cfg, self.model)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        method, cfg = self.method, self.method_cfg
+        if self.preconditioner is not None and model.training:
+            self.preconditioner.set_token_mask(self._stats_mask(inputs))
+        keep_logits = method.needs_reference_logits(cfg)
+        logps, n_tokens, logits = forward_logps(model, inputs, self.completion_only, keep_logits)
+        batch = self._policy_batch(inputs, logps, n_tokens)
+        if method.needs_reference(cfg):
+            self._add_reference(model, inputs, batch, logits)
+        out = method.loss(cfg, batch)
+        loss = out.loss
+        mode = "train" if model.training else "eval"
+        self._accumulate(mode, out.metrics, inputs)
+        if self.preconditioner is not None and model.training:
+            self.preconditioner.observe_loss(loss.detach())
+            reg = self.preconditioner.regularization_loss()
+            if reg is not None:
+                loss = loss + reg
+                self._accumulate(mode, {"grit/regularizer": reg.detach()}, None)
+        return (loss, {}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        prefix = "eval_" if mode == "eval" else ""
+        sums, counts = self._sums[mode], self._counts[mode]
+        if sums:
+            names = list(sums)
+            values = dict(zip(names, torch.stack([sums[n] for n in names]).tolist(), strict=True))
+            tokens, steps = values.pop("tokens", 0.0), values.pop("steps", 0.0)
+            for name, value in values.items():  # the stack above is the one sync per log step
+                logs[prefix + name] = value / max(counts[name], 1)
+            if mode == "train":
+                now = time.perf_counter()
+                elapsed = max(now - self._last_log_time, 1e-9)
+                logs["tokens_per_s"] = tokens / elapsed
+                logs["step_time"] = elapsed / max(steps, 1e-9)
+                self._last_log_time = now
+            sums.clear()
+            counts.clear()
+        if mode == "train" and self.preconditioner is not None:
+            logs.update(self.preconditioner.metrics())
+        logs["reference_forwards"] = float(self.reference_forwards)
+        super().log(logs, start_time)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _policy_batch(self, inputs: dict, logps: torch.Tensor, n_tokens: torch.Tensor) -> PolicyBatch:
+        b = inputs["index"].shape[0]
+        batch = PolicyBatch(chosen_logps=logps[:b], chosen_tokens=n_tokens[:b])
+        if self.method.needs_pairs:
+            batch.rejected_logps, batch.rejected_tokens = logps[b:], n_tokens[b:]
+            batch.h_w, batch.h_l = inputs["h_w"], inputs["h_l"]
+        return batch
+
+    def _add_reference(self, model, inputs: dict, batch: PolicyBatch, logits) -> None:
+        """Reference log-probs: from the shared cache when the batch carries them, else a forward
+        of the same model with its LoRA adapters disabled (no second copy of the weights)."""
+        b = inputs["index"].shape[0]
+        if "ref_chosen_logps" in inputs and logits is None:
+            batch.ref_chosen_logps = inputs["ref_chosen_logps"]
+            batch.ref_rejected_logps = inputs["ref_rejected_logps"]
+            return
+        unwrapped = self.accelerator.unwrap_model(model)
+        with torch.no_grad(), unwrapped.disable_adapter():
+            ref_logps, _, ref_logits = forward_logps(
+                model, inputs, self.completion_only, keep_logits=logits is not None
+            )
+        self.reference_forwards += 1
+        batch.ref_chosen_logps, batch.ref_rejected_logps = ref_logps[:b], ref_logps[b:]
+        if logits is not None:
+            from alignment.losses import token_kl_full_vocab
+
+            batch.token_kl = token_kl_full_vocab(logits, ref_logits, inputs["labels"])
+
+    def _stats_mask(self, inputs: dict) -> torch.Tensor | None:
+        kind = self.preconditioner.stats_mask
+        if kind == "attention":
+            return inputs["attention_mask"].bool()
+        if kind == "response":
+            return inputs["labels"] != -100
+        return None
+
+    def _accumulate(self, mode: str, metrics: dict[str, torch.Tensor], inputs: dict | None) -> None:
+        sums, counts = self._sums[mode], self._counts[mode]
+        if inputs is not None:
+            mask = inputs["attention_mask"]
+            metrics = {
+                **metrics,
+                "tokens": mask.sum(),
+                "padding_ratio": 1.0 - mask.float().mean(),
+                "steps": mask.new_ones((), dtype=torch.float32) / self.args.gradient_accumulation_steps,
+            }
+        for name, value in metrics.items():
+            value = value.detach().float()
+            total = value.sum()
+            sums[name] = sums[name] + total if name in sums else total
+            counts[name] += value.numel()
