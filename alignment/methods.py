@@ -19,6 +19,7 @@ from alignment.config import (
     MethodConfig,
     SftConfig,
 )
+from alignment.data.sources import flip_unfactual_winners
 from alignment.losses import LossOutput, cita_loss, dpo_loss, factual_dpo_loss, seq_kl, sft_loss
 from alignment.registry import Registry
 
@@ -53,6 +54,8 @@ class Method:
     needs_flags: Callable[[MethodConfig], bool] = lambda cfg: False
     # Only CITA conditions on the alignment instruction; the other methods are its NoInstruct baselines.
     uses_instruction: Callable[[MethodConfig], bool] = lambda cfg: False
+    # A data transform applied before the split, returning (examples, counts to log).
+    transform: Callable[[MethodConfig, list], tuple[list, dict[str, int]]] | None = None
 
     @property
     def trains(self) -> bool:
@@ -105,6 +108,15 @@ def _sft(cfg: SftConfig, b: PolicyBatch) -> LossOutput:
     return sft_loss(b.chosen_logps, b.chosen_tokens)
 
 
+def _flip(cfg: FactualDpoConfig, examples: list) -> tuple[list, dict[str, int]]:
+    """Bucket counts always; the (1, 0) -> (0, 1) flip only when flip_unfactual_winner is on."""
+    flipped, counts = flip_unfactual_winners(examples)
+    if not cfg.flip_unfactual_winner:
+        counts["flipped"] = 0
+        return examples, counts
+    return flipped, counts
+
+
 def _cita_needs_reference(cfg: CitaConfig) -> bool:
     return not cfg.reference_free or (cfg.lambda_kl > 0)
 
@@ -115,7 +127,7 @@ METHODS.add("dpo", Method("dpo", DpoConfig, _dpo, True, lambda cfg: not cfg.refe
 METHODS.add(
     "factual_dpo",
     Method("factual_dpo", FactualDpoConfig, _factual, True, lambda cfg: True,
-           needs_flags=lambda cfg: cfg.delta != 0),
+           needs_flags=lambda cfg: cfg.delta != 0, transform=_flip),
 )  # fmt: skip
 METHODS.add(
     "cita",

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import torch
+import yaml
 from transformers import TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -38,6 +39,7 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
         "optimizer": cfg.optimizer.name,
         "dataset": cfg.dataset.name,
         "seed": str(cfg.seed),
+        "tag": cfg.tag,
         "git_commit": sha,
         "git_dirty": dirty,
         "mlflow.source.git.commit": sha,
@@ -86,7 +88,9 @@ def training_args(cfg: RunConfig, out: Path, device: torch.device, has_val: bool
 def run_training(cfg: RunConfig) -> float | None:
     out = Path(cfg.output_dir)
     if (out / DONE_FILE).is_file():
-        log.info("%s is complete (run %s); nothing to do", out, (out / "mlflow_run_id").read_text())
+        run_id = (out / "mlflow_run_id").read_text() if (out / "mlflow_run_id").is_file() else "-"
+        log.info("%s is complete (MLflow run %s); nothing to do. Add tag=<name> for a new run.",
+                 out, run_id)  # fmt: skip
         return json.loads((out / DONE_FILE).read_text()).get("final_loss")
     if cfg.train.torch_threads > 0:
         torch.set_num_threads(cfg.train.torch_threads)
@@ -102,7 +106,11 @@ def run_training(cfg: RunConfig) -> float | None:
         run_name = cfg.tracking.run_name or f"{cfg.method.name}-{cfg.model.name}-s{cfg.seed}"
         tracker.start(params, run_tags(cfg), run_name)
         tracker.log_metrics(data.counts, step=0)
-        tracker.log_artifact(out / ".hydra") if (out / ".hydra").is_dir() else None
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "resolved_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        tracker.log_artifact(out / "resolved_config.yaml")
+        if (out / ".hydra").is_dir():  # the composed config and the overrides, as Hydra wrote them
+            tracker.log_artifact(out / ".hydra", ".hydra")
     try:
         final = _train(cfg, method, device, tokenizer, data, tracker, out) if method.trains else None
     except BaseException:

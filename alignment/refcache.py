@@ -42,7 +42,7 @@ def cache_key(cfg: RunConfig, splits: dict[str, Dataset]) -> str:
         ds = splits[name]
         digest.update(name.encode())
         for col in ("prompt_ids", "chosen_ids", "rejected_ids"):
-            digest.update(json.dumps(ds[col]).encode())
+            digest.update(json.dumps(list(ds[col])).encode())
     return digest.hexdigest()[:32]
 
 

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from alignment.config import RunConfig
+from alignment.samples import before_after, to_markdown
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,10 @@ def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
 
 
 def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path) -> float | None:
+    samples = []
+    if cfg.train.samples > 0:
+        samples = before_after(trainer.model, trainer.processing_class, cfg.train.samples)
+        (out / "samples.md").write_text(to_markdown(samples))
     history = trainer.state.log_history
     loss = _trend(history, "loss")
     acc = _trend(history, "rewards/accuracy")
@@ -42,11 +47,17 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
         if cfg.tracking.log_adapter:
             tracker.log_artifact(adapter_dir, "adapter")
         tracker.log_artifact(out / "summary.json")
+        if samples:
+            tracker.log_artifact(out / "samples.md")
     lines = [f"trained {cfg.method.name} on {cfg.model.name}: {summary['steps']} optimizer steps"]
     if loss:
         lines.append(f"  loss            {loss[0]:.4f} -> {loss[1]:.4f}  (first vs last quarter of steps)")
     if acc:
         lines.append(f"  reward accuracy {acc[0]:.3f} -> {acc[1]:.3f}")
+    for row in samples[:1]:
+        lines.append(f"  prompt          {row['prompt']}")
+        lines.append(f"    before        {row['before'][:160]!r}")
+        lines.append(f"    after         {row['after'][:160]!r}")
     lines.append(f"  adapter saved   {adapter_dir.resolve()}")
     if tracker is not None:
         lines.append(f"  MLflow run      {tracker.run_id} (experiment {cfg.tracking.experiment!r})")

@@ -104,7 +104,7 @@ class Tracker:
         parent = os.environ.get("ALIGNMENT_PARENT_RUN_ID")
         if parent:
             all_tags["mlflow.parentRunId"] = parent
-        run = self.client.create_run(self.experiment_id(), tags=all_tags, run_name=run_name)
+        run = self.client.create_run(self.experiment_id(), tags=all_tags, run_name=redact(run_name))
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):

@@ -35,6 +35,9 @@ class TrainConfig:
     group_by_length: bool = True
     completion_only_logits: bool = True
     torch_threads: int = 0
+    # After training, answer this many held-out harmful prompts (plus one benign) with the
+    # adapters off and on, and log the pairs (samples.md). 0 skips it.
+    samples: int = 2
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1:
@@ -59,6 +62,8 @@ class TrackingConfig:
 @dataclass
 class RunConfig:
     seed: int = 0
+    # Free text that only separates runs: a new tag is a new output directory and MLflow run.
+    tag: str = ""
     output_dir: str = MISSING
     cache_dir: str = "~/.cache/alignment-lab"
     eval_after_train: bool = False

@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from alignment.config import RunConfig
 from alignment.data.formatting import EncodedExample, encode_examples, filter_long
-from alignment.data.sources import DATASETS, flip_unfactual_winners, require_flags, split_train_val
+from alignment.data.sources import DATASETS, require_flags, split_train_val
 from alignment.data.types import DataError, PreferenceExample
 from alignment.methods import Method
 
@@ -99,10 +99,10 @@ def prepare_data(cfg: RunConfig, method: Method, tokenizer: PreTrainedTokenizerB
         raise DataError(cfg.dataset.path or cfg.dataset.name, None, None, "has no rows")
     validate_for_method(examples, method, cfg)
     counts: dict[str, float] = {}
-    if getattr(cfg.method, "flip_unfactual_winner", False):
-        examples, buckets = flip_unfactual_winners(examples)
-        counts.update({f"data/{k}": float(v) for k, v in buckets.items()})
-        log.info("factual flags: %s", buckets)
+    if method.transform is not None:
+        examples, transformed = method.transform(cfg.method, examples)
+        counts.update({f"data/{k}": float(v) for k, v in transformed.items()})
+        log.info("%s data transform: %s", method.name, transformed)
     train_ex, val_ex = split_train_val(examples, cfg.dataset.val_fraction, cfg.dataset.split_seed)
     splits = {}
     for name, exs in (("train", train_ex), ("val", val_ex)):
