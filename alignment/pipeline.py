@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from alignment.config import RunConfig
 from alignment.data.collate import Collator
@@ -85,6 +84,15 @@ def training_args(cfg: RunConfig, out: Path, device: torch.device, has_val: bool
     )
 
 
+def last_complete_checkpoint(root: Path) -> str | None:
+    """The newest checkpoint that was fully written. The Trainer writes trainer_state.json last,
+    so a checkpoint without it was cut off (preempted mid-save) and is skipped."""
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
 def run_training(cfg: RunConfig) -> float | None:
     out = Path(cfg.output_dir)
     if (out / DONE_FILE).is_file():
@@ -142,7 +150,7 @@ def _train(cfg: RunConfig, method: Method, device, tokenizer, data: PreparedData
         optimizer_cfg=cfg.optimizer,
         completion_only_logits=cfg.train.completion_only_logits,
     )
-    last = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
+    last = last_complete_checkpoint(out / "checkpoints")
     if last:
         log.info("resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)

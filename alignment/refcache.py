@@ -53,8 +53,11 @@ def compute_reference(model, ds: Dataset, pad_token_id: int, batch_size: int) ->
     order = sorted(range(len(ds)), key=lambda i: ds[i]["length"])  # little padding per batch
     chosen, rejected = torch.zeros(len(ds)), torch.zeros(len(ds))
     device = next(model.parameters()).device
+    # Train mode, as in the training steps that would otherwise compute these values: with the
+    # adapters disabled nothing stochastic runs (the supported base models have no dropout), and
+    # eval mode would make bitsandbytes repack 4-bit weights on CPU into an inference-only layout.
     was_training = model.training
-    model.eval()
+    model.train()
     with model.disable_adapter():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]

@@ -1,0 +1,157 @@
+"""train.py on the local Slurm cluster (markers `slurm` and `slow`): a 2x2 sweep is one job
+array logging to one `mlflow server`, and a preempted run is requeued and resumes.
+
+The cluster comes from scripts/slurm-local.sh (fixture `slurm_cluster`), the tracking server
+from scripts/mlflow-server.sh. Runs use model=tiny on CPU, one thread each.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
+
+ROOT = Path(__file__).resolve().parents[2]
+MLFLOW_SERVER = ROOT / "scripts" / "mlflow-server.sh"
+TINY = ["model=tiny", "train.samples=0", "train.torch_threads=1", "~local"]
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URI of an `mlflow server` for this module's runs (the single writer of its database)."""
+    study = tmp_path_factory.mktemp("study")
+    env = {**os.environ, "MLFLOW_SERVER_WORKERS": "1"}  # starts faster; enough for 4 tasks
+    start = subprocess.run(
+        ["bash", str(MLFLOW_SERVER), "start", str(study)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert start.returncode == 0, start.stderr
+    (uri,) = re.findall(r"^MLFLOW_TRACKING_URI=(\S+)$", start.stdout, re.M)
+    yield uri
+    subprocess.run(["bash", str(MLFLOW_SERVER), "stop", str(study)], check=True, timeout=60)
+
+
+@pytest.fixture
+def launch(tracking_uri: str) -> Iterator:
+    """launch(sweep, *overrides): `train.py -m hydra/launcher=slurm tracking=server ...` in the
+    background; whatever a failed test leaves running (launcher, Slurm jobs) is stopped."""
+    started: list[tuple[subprocess.Popen[str], Path]] = []
+
+    def start(sweep: Path, *overrides: str) -> subprocess.Popen[str]:
+        cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=slurm"]
+        cmd += ["tracking=server", f"hydra.sweep.dir={sweep}", "hydra.launcher.cpus_per_task=1"]
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "HF_HUB_OFFLINE": "1"}
+        proc = subprocess.Popen(
+            [*cmd, *TINY, *overrides],
+            cwd=sweep.parent,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append((proc, sweep))
+        return proc
+
+    yield start
+    for proc, sweep in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+            jobs = {name.split("_")[0] for name in _job_ids(sweep, array=False)}
+            subprocess.run(["scancel", *jobs], check=False)
+
+
+def _finish(proc: subprocess.Popen[str], timeout_s: float) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"train.py -m still running after {timeout_s} s") from None
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def _job_ids(sweep: Path, array: bool) -> list[str]:
+    """Slurm job ids from submitit's folders: array tasks (`A_i`) or jobs and arrays (`A`)."""
+    if not (sweep / ".submitit").is_dir():
+        return []
+    pattern = r"\d+_\d+" if array else r"\d+"
+    return sorted(p.name for p in (sweep / ".submitit").iterdir() if re.fullmatch(pattern, p.name))
+
+
+def _states(job_id: str, *flags: str, expect: int) -> list[str]:
+    running = {"PENDING", "RUNNING", "COMPLETING", "SUSPENDED"}
+    for _ in range(60):
+        out = subprocess.run(
+            ["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "State", *flags],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        if len(out) >= expect and not running & set(out):
+            return out
+        time.sleep(0.5)
+    raise AssertionError(f"sacct never showed job {job_id} ended: {out}")
+
+
+def _runs(uri: str, experiment: str):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no MLflow experiment {experiment!r}"
+    return client.search_runs([exp.experiment_id])
+
+
+def test_two_by_two_sweep_is_one_array(tmp_path: Path, tracking_uri: str, launch) -> None:
+    sweep = tmp_path / "sweep"
+    proc = launch(sweep, "method=dpo,sft", "seed=0,1", "train.max_steps=2",
+                  "tracking.experiment=sweep2x2")  # fmt: skip
+    _finish(proc, timeout_s=900)
+
+    tasks = _job_ids(sweep, array=True)
+    arrays = {t.split("_")[0] for t in tasks}
+    assert len(arrays) == 1 and len(tasks) == 4, tasks  # one sbatch, four array tasks
+    assert _states(arrays.pop(), expect=4) == ["COMPLETED"] * 4
+    assert len(list(sweep.glob("*/DONE"))) == 4  # each task in its own output dir
+
+    runs = _runs(tracking_uri, "sweep2x2")
+    combos = sorted((r.data.tags["method"], r.data.tags["seed"]) for r in runs)
+    assert combos == [("dpo", "0"), ("dpo", "1"), ("sft", "0"), ("sft", "1")]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert "train/loss" in run.data.metrics, sorted(run.data.metrics)
+
+
+def test_preempted_run_is_requeued_and_resumes(tmp_path: Path, tracking_uri: str, launch) -> None:
+    sweep = tmp_path / "sweep"
+    proc = launch(sweep, "method=dpo", "train.max_steps=30", "train.save_steps=10",
+                  "tracking.experiment=requeue")  # fmt: skip
+    # Preempt (USR2, as Slurm sends before a time limit) once checkpoint-10 is complete: its
+    # trainer_state.json is written last, and the next save is 10 steps away.
+    deadline = time.monotonic() + 600
+    while not list(sweep.glob("*/checkpoints/checkpoint-10/trainer_state.json")):
+        assert proc.poll() is None, proc.communicate()[0][-4000:]
+        assert time.monotonic() < deadline, "no checkpoint-10 after 600 s"
+        time.sleep(0.2)
+    (job_id,) = _job_ids(sweep, array=False)  # one task: submitit sends no array
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    _finish(proc, timeout_s=600)
+
+    assert _states(job_id, "--duplicates", expect=2) == ["REQUEUED", "COMPLETED"]
+    (log,) = sweep.glob("*/train.log")
+    text = log.read_text()
+    assert "resuming from" in text and "checkpoint-10" in text, text[-3000:]
+    assert "resuming MLflow run" in text
+    (run,) = _runs(tracking_uri, "requeue")  # the requeued task carried on the same run
+    assert run.info.status == "FINISHED"
