@@ -12,6 +12,7 @@ from hydra.core.config_store import ConfigStore
 
 from alignment.config.data import DatasetConfig
 from alignment.config.eval import AqiConfig, EvalConfig, JudgeConfig, TruthfulQAConfig
+from alignment.config.evaluate import EvaluateConfig
 from alignment.config.grit import GritConfig
 from alignment.config.method import (
     BaselineConfig,
@@ -53,6 +54,7 @@ def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="base_run", node=RunConfig)
+    cs.store(name="base_evaluate", node=EvaluateConfig)
     for group, schemas in GROUP_SCHEMAS.items():
         for name, node in schemas.items():
             cs.store(group=group, name=f"base_{name}", node=node)
