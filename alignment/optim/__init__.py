@@ -23,8 +23,12 @@ class Preconditioner(Protocol):
     def metrics(self) -> dict[str, float]: ...
 
 
-def _adamw(name: str, cfg: OptimizerConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay)
+def _adamw(
+    name: str, cfg: OptimizerConfig, params: list[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
+    kwargs = dict(
+        lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
     if name == "adamw_8bit":
         import bitsandbytes as bnb
 
