@@ -52,7 +52,7 @@ class Method:
     needs_reference: Callable[[MethodConfig], bool]
     needs_reference_logits: Callable[[MethodConfig], bool] = lambda cfg: False
     needs_flags: Callable[[MethodConfig], bool] = lambda cfg: False
-    # Only CITA conditions on the alignment instruction; the other methods are its NoInstruct baselines.
+    # Only CITA conditions on the instruction; the other methods are its NoInstruct baselines.
     uses_instruction: Callable[[MethodConfig], bool] = lambda cfg: False
     # A data transform applied before the split, returning (examples, counts to log).
     transform: Callable[[MethodConfig, list], tuple[list, dict[str, int]]] | None = None
@@ -68,7 +68,9 @@ METHODS: Registry[Method] = Registry("method")
 def get_method(cfg: MethodConfig) -> Method:
     method = METHODS.get(cfg.name)
     if not isinstance(cfg, method.schema):
-        raise TypeError(f"method {cfg.name!r} needs a {method.schema.__name__}, got {type(cfg).__name__}")
+        raise TypeError(
+            f"method {cfg.name!r} needs a {method.schema.__name__}, got {type(cfg).__name__}"
+        )
     return method
 
 
@@ -76,16 +78,29 @@ def _dpo(cfg: DpoConfig, b: PolicyBatch) -> LossOutput:
     ref_c, ref_r = (b.ref_chosen_logps, b.ref_rejected_logps)
     if cfg.reference_free:
         ref_c = ref_r = torch.zeros_like(b.chosen_logps)
-    return dpo_loss(b.chosen_logps, b.rejected_logps, ref_c, ref_r, beta=cfg.beta,
-                    label_smoothing=cfg.label_smoothing)  # fmt: skip
+    return dpo_loss(
+        b.chosen_logps,
+        b.rejected_logps,
+        ref_c,
+        ref_r,
+        beta=cfg.beta,
+        label_smoothing=cfg.label_smoothing,
+    )
 
 
 def _factual(cfg: FactualDpoConfig, b: PolicyBatch) -> LossOutput:
     return factual_dpo_loss(
-        b.chosen_logps, b.rejected_logps, b.ref_chosen_logps, b.ref_rejected_logps, b.h_w, b.h_l,
-        beta=cfg.beta, delta=cfg.delta, delta_inside_beta=cfg.delta_inside_beta,
+        b.chosen_logps,
+        b.rejected_logps,
+        b.ref_chosen_logps,
+        b.ref_rejected_logps,
+        b.h_w,
+        b.h_l,
+        beta=cfg.beta,
+        delta=cfg.delta,
+        delta_inside_beta=cfg.delta_inside_beta,
         label_smoothing=cfg.label_smoothing,
-    )  # fmt: skip
+    )
 
 
 def _cita(cfg: CitaConfig, b: PolicyBatch) -> LossOutput:
@@ -94,14 +109,27 @@ def _cita(cfg: CitaConfig, b: PolicyBatch) -> LossOutput:
     elif cfg.lambda_kl == 0:
         kl = b.chosen_logps.new_zeros(())
     else:
-        kl = seq_kl(b.chosen_logps, b.rejected_logps, b.ref_chosen_logps, b.ref_rejected_logps,
-                    squared=cfg.kl_estimator == "seq_sq")  # fmt: skip
+        kl = seq_kl(
+            b.chosen_logps,
+            b.rejected_logps,
+            b.ref_chosen_logps,
+            b.ref_rejected_logps,
+            squared=cfg.kl_estimator == "seq_sq",
+        )
     nll = -(b.chosen_logps.sum() / b.chosen_tokens.sum().clamp(min=1))
     return cita_loss(
-        b.chosen_logps, b.rejected_logps, b.ref_chosen_logps, b.ref_rejected_logps, kl,
-        beta=cfg.beta, lambda_kl=cfg.lambda_kl, reference_free=cfg.reference_free,
-        log_eps=cfg.log_eps, chosen_nll=nll, lambda_sft=cfg.lambda_sft,
-    )  # fmt: skip
+        b.chosen_logps,
+        b.rejected_logps,
+        b.ref_chosen_logps,
+        b.ref_rejected_logps,
+        kl,
+        beta=cfg.beta,
+        lambda_kl=cfg.lambda_kl,
+        reference_free=cfg.reference_free,
+        log_eps=cfg.log_eps,
+        chosen_nll=nll,
+        lambda_sft=cfg.lambda_sft,
+    )
 
 
 def _sft(cfg: SftConfig, b: PolicyBatch) -> LossOutput:
@@ -126,13 +154,27 @@ METHODS.add("sft", Method("sft", SftConfig, _sft, False, lambda cfg: False))
 METHODS.add("dpo", Method("dpo", DpoConfig, _dpo, True, lambda cfg: not cfg.reference_free))
 METHODS.add(
     "factual_dpo",
-    Method("factual_dpo", FactualDpoConfig, _factual, True, lambda cfg: True,
-           needs_flags=lambda cfg: cfg.delta != 0, transform=_flip),
-)  # fmt: skip
+    Method(
+        "factual_dpo",
+        FactualDpoConfig,
+        _factual,
+        True,
+        lambda cfg: True,
+        needs_flags=lambda cfg: cfg.delta != 0,
+        transform=_flip,
+    ),
+)
 METHODS.add(
     "cita",
-    Method("cita", CitaConfig, _cita, True, _cita_needs_reference,
-           needs_reference_logits=lambda cfg: cfg.lambda_kl > 0
-           and cfg.kl_estimator == "token_full_vocab",
-           uses_instruction=lambda cfg: cfg.use_instruction),
-)  # fmt: skip
+    Method(
+        "cita",
+        CitaConfig,
+        _cita,
+        True,
+        _cita_needs_reference,
+        needs_reference_logits=lambda cfg: (
+            cfg.lambda_kl > 0 and cfg.kl_estimator == "token_full_vocab"
+        ),
+        uses_instruction=lambda cfg: cfg.use_instruction,
+    ),
+)

@@ -48,7 +48,9 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
     return tags
 
 
-def training_args(cfg: RunConfig, out: Path, device: torch.device, has_val: bool) -> TrainingArguments:
+def training_args(
+    cfg: RunConfig, out: Path, device: torch.device, has_val: bool
+) -> TrainingArguments:
     t, opt = cfg.train, cfg.optimizer
     eval_on = has_val and t.eval_steps > 0
     return TrainingArguments(
@@ -97,8 +99,11 @@ def run_training(cfg: RunConfig) -> float | None:
     out = Path(cfg.output_dir)
     if (out / DONE_FILE).is_file():
         run_id = (out / "mlflow_run_id").read_text() if (out / "mlflow_run_id").is_file() else "-"
-        log.info("%s is complete (MLflow run %s); nothing to do. Add tag=<name> for a new run.",
-                 out, run_id)  # fmt: skip
+        log.info(
+            "%s is complete (MLflow run %s); nothing to do. Add tag=<name> for a new run.",
+            out,
+            run_id,
+        )
         return json.loads((out / DONE_FILE).read_text()).get("final_loss")
     if cfg.train.torch_threads > 0:
         torch.set_num_threads(cfg.train.torch_threads)
@@ -108,19 +113,26 @@ def run_training(cfg: RunConfig) -> float | None:
     tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
     data = prepare_data(cfg, method, tokenizer)  # all input validation happens here
 
-    tracker = Tracker(cfg.tracking, out) if cfg.tracking.enabled else None
-    if tracker is not None:
-        params = flatten(dataclasses.asdict(cfg))
-        run_name = cfg.tracking.run_name or f"{cfg.method.name}-{cfg.model.name}-s{cfg.seed}"
-        tracker.start(params, run_tags(cfg), run_name)
-        tracker.log_metrics(data.counts, step=0)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "resolved_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-        tracker.log_artifact(out / "resolved_config.yaml")
-        if (out / ".hydra").is_dir():  # the composed config and the overrides, as Hydra wrote them
-            tracker.log_artifact(out / ".hydra", ".hydra")
+    tracker = _start_tracking(cfg, out, data)
     try:
-        final = _train(cfg, method, device, tokenizer, data, tracker, out) if method.trains else None
+        model, final, step = None, None, 0
+        if method.trains:
+            model, final, step = _train(cfg, method, device, tokenizer, data, tracker, out)
+        if cfg.eval_after_train and cfg.eval.suites():
+            from alignment.evaluation.runner import run_eval
+            from alignment.models import load_base
+
+            key = f"run:{tracker.run_id}" if tracker else f"dir:{out.resolve()}"
+            model = model if model is not None else load_base(cfg.model, cfg.cache_dir, device)
+            run_eval(
+                cfg,
+                model,
+                tokenizer,
+                tracker,
+                weights_key=key,
+                has_adapter=method.trains,
+                step=step,
+            )
     except BaseException:
         if tracker is not None:
             tracker.end("KILLED")
@@ -131,7 +143,26 @@ def run_training(cfg: RunConfig) -> float | None:
     return final
 
 
-def _train(cfg: RunConfig, method: Method, device, tokenizer, data: PreparedData, tracker, out: Path):
+def _start_tracking(cfg: RunConfig, out: Path, data: PreparedData) -> Tracker | None:
+    """Create (or reopen, on resume) the MLflow run: params, tags, data counts, the config."""
+    if not cfg.tracking.enabled:
+        return None
+    tracker = Tracker(cfg.tracking, out)
+    run_name = cfg.tracking.run_name or f"{cfg.method.name}-{cfg.model.name}-s{cfg.seed}"
+    tracker.start(flatten(dataclasses.asdict(cfg)), run_tags(cfg), run_name)
+    tracker.log_metrics(data.counts, step=0)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = out / "resolved_config.yaml"
+    resolved.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    tracker.log_artifact(resolved)
+    if (out / ".hydra").is_dir():  # the composed config and the overrides, as Hydra wrote them
+        tracker.log_artifact(out / ".hydra", ".hydra")
+    return tracker
+
+
+def _train(
+    cfg: RunConfig, method: Method, device, tokenizer, data: PreparedData, tracker, out: Path
+):
     model = load_policy(cfg.model, cfg.cache_dir, device)
     if data.reference is not None:
         data.attach_reference(data.reference(model))
@@ -157,4 +188,5 @@ def _train(cfg: RunConfig, method: Method, device, tokenizer, data: PreparedData
     adapter_dir = out / "adapter"
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
-    return write_summary(cfg, trainer, tracker, adapter_dir, out)
+    final = write_summary(cfg, trainer, tracker, adapter_dir, out)
+    return model, final, trainer.state.global_step

@@ -35,8 +35,18 @@ REFERENCE_BATCHES = {"computed": 0, "hits": 0, "misses": 0}
 def cache_key(cfg: RunConfig, splits: dict[str, Dataset]) -> str:
     m = cfg.model
     digest = hashlib.sha256()
-    identity = [m.source, m.hub_id, m.revision, m.gguf_file, m.tiny_hidden, m.tiny_layers,
-                m.tiny_vocab, m.dtype, m.quantization, m.attn_implementation]  # fmt: skip
+    identity = [
+        m.source,
+        m.hub_id,
+        m.revision,
+        m.gguf_file,
+        m.tiny_hidden,
+        m.tiny_layers,
+        m.tiny_vocab,
+        m.dtype,
+        m.quantization,
+        m.attn_implementation,
+    ]
     digest.update(json.dumps(identity).encode())
     for name in sorted(splits):
         ds = splits[name]
@@ -47,7 +57,9 @@ def cache_key(cfg: RunConfig, splits: dict[str, Dataset]) -> str:
 
 
 @torch.no_grad()
-def compute_reference(model, ds: Dataset, pad_token_id: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_reference(
+    model, ds: Dataset, pad_token_id: int, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen, rejected) reference log-probs (N,) for every row, adapters disabled."""
     collate = Collator(pad_token_id, pairs=True)
     order = sorted(range(len(ds)), key=lambda i: ds[i]["length"])  # little padding per batch
@@ -61,8 +73,10 @@ def compute_reference(model, ds: Dataset, pad_token_id: int, batch_size: int) ->
     with model.disable_adapter():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            batch = {k: v.to(device) if torch.is_tensor(v) else v
-                     for k, v in collate([ds[i] for i in idx]).items()}  # fmt: skip
+            batch = {
+                k: v.to(device) if torch.is_tensor(v) else v
+                for k, v in collate([ds[i] for i in idx]).items()
+            }
             logps, _, _ = forward_logps(model, batch)
             chosen[idx] = logps[: len(idx)].float().cpu()
             rejected[idx] = logps[len(idx) :].float().cpu()

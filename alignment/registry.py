@@ -30,7 +30,9 @@ class Registry(Generic[T]):
         if name not in self._items:
             close = difflib.get_close_matches(name, self._items, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise KeyError(f"unknown {self.kind} {name!r}; choose one of {sorted(self._items)}.{hint}")
+            raise KeyError(
+                f"unknown {self.kind} {name!r}; choose one of {sorted(self._items)}.{hint}"
+            )
         return self._items[name]
 
     def names(self) -> list[str]:

@@ -15,8 +15,9 @@ def answer(model, tokenizer: PreTrainedTokenizerBase, prompt: str, max_new_token
         [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
     )
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(model.device)
-    out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                         pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    out = model.generate(
+        **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
     return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
@@ -30,8 +31,13 @@ def before_after(model, tokenizer, n: int, max_new_tokens: int = 48) -> list[dic
     for prompt in prompts:
         with model.disable_adapter():
             before = answer(model, tokenizer, prompt, max_new_tokens)
-        rows.append({"prompt": prompt, "before": before,
-                     "after": answer(model, tokenizer, prompt, max_new_tokens)})  # fmt: skip
+        rows.append(
+            {
+                "prompt": prompt,
+                "before": before,
+                "after": answer(model, tokenizer, prompt, max_new_tokens),
+            }
+        )
     model.config.use_cache = False
     model.train(was_training)
     return rows

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 from pathlib import Path
+
+import torch
 
 from alignment.config import RunConfig
 from alignment.samples import before_after, to_markdown
 
 log = logging.getLogger(__name__)
+
+
+def peak_memory_gb() -> float:
+    """Peak accelerator memory allocated by torch, or the process's peak RSS on CPU."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
@@ -42,8 +52,12 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
         "mlflow_run_id": tracker.run_id if tracker else None,
         "mlflow_uri": tracker.uri if tracker else None,
     }
+    summary["peak_memory_gb"] = peak_memory_gb()
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if tracker is not None:
+        tracker.log_metrics(
+            {"train/peak_memory_gb": summary["peak_memory_gb"]}, trainer.state.global_step
+        )
         if cfg.tracking.log_adapter:
             tracker.log_artifact(adapter_dir, "adapter")
         tracker.log_artifact(out / "summary.json")
@@ -51,7 +65,9 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
             tracker.log_artifact(out / "samples.md")
     lines = [f"trained {cfg.method.name} on {cfg.model.name}: {summary['steps']} optimizer steps"]
     if loss:
-        lines.append(f"  loss            {loss[0]:.4f} -> {loss[1]:.4f}  (first vs last quarter of steps)")
+        lines.append(
+            f"  loss            {loss[0]:.4f} -> {loss[1]:.4f}  (first vs last quarter of steps)"
+        )
     if acc:
         lines.append(f"  reward accuracy {acc[0]:.3f} -> {acc[1]:.3f}")
     for row in samples[:1]:

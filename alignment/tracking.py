@@ -61,10 +61,16 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
 def git_state(repo: Path) -> tuple[str, str]:
     """(commit sha, "true"/"false" dirty) of the code that ran, or ("unknown", "unknown")."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                             text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return sha, str(bool(dirty)).lower()
     except (OSError, subprocess.CalledProcessError):
         return "unknown", "unknown"
@@ -122,7 +128,9 @@ class Tracker:
             self.client.log_batch(self.run_id, metrics=items[i : i + 500])
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, redact(str(v))) for k, v in tags.items()])
+        self.client.log_batch(
+            self.run_id, tags=[RunTag(k, redact(str(v))) for k, v in tags.items()]
+        )
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():

@@ -1,4 +1,4 @@
-"""Glue over transformers' Trainer: plugs in a registered method's loss and the configured optimizer.
+"""Glue over transformers' Trainer: plugs in a registered method's loss and our optimizer.
 
 The subclass overrides three narrow hooks only: `compute_loss` (policy log-probs once, reference
 log-probs only if the method needs them, then the method's loss), `create_optimizer` (our
@@ -39,7 +39,10 @@ class AlignmentTrainer(Trainer):
         # Our loss is already a per-batch mean: let the Trainer divide by grad_accum itself.
         self.model_accepts_loss_kwargs = False
         self._sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
-        self._counts: dict[str, dict[str, int]] = {"train": defaultdict(int), "eval": defaultdict(int)}
+        self._counts: dict[str, dict[str, int]] = {
+            "train": defaultdict(int),
+            "eval": defaultdict(int),
+        }
         self._last_log_time = time.perf_counter()
         self.reference_forwards = 0
 
@@ -94,7 +97,9 @@ class AlignmentTrainer(Trainer):
         super().log(logs, start_time)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _policy_batch(self, inputs: dict, logps: torch.Tensor, n_tokens: torch.Tensor) -> PolicyBatch:
+    def _policy_batch(
+        self, inputs: dict, logps: torch.Tensor, n_tokens: torch.Tensor
+    ) -> PolicyBatch:
         b = inputs["index"].shape[0]
         batch = PolicyBatch(chosen_logps=logps[:b], chosen_tokens=n_tokens[:b])
         if self.method.needs_pairs:
@@ -138,7 +143,8 @@ class AlignmentTrainer(Trainer):
                 **metrics,
                 "tokens": mask.sum(),
                 "padding_ratio": 1.0 - mask.float().mean(),
-                "steps": mask.new_ones((), dtype=torch.float32) / self.args.gradient_accumulation_steps,
+                "steps": mask.new_ones((), dtype=torch.float32)
+                / self.args.gradient_accumulation_steps,
             }
         for name, value in metrics.items():
             value = value.detach().float()

@@ -21,8 +21,9 @@ GOOD = {"prompt": "How do I pick a lock?", "chosen": "I can't help with that.", 
 def _prepare(tmp_path, cache_dir, path, *extra):
     from alignment.data.prepare import prepare_data
 
-    cfg = compose_cfg(["model=tiny", "dataset=local", f"dataset.path={path}", *extra], tmp_path / "o",
-                      cache_dir)  # fmt: skip
+    cfg = compose_cfg(
+        ["model=tiny", "dataset=local", f"dataset.path={path}", *extra], tmp_path / "o", cache_dir
+    )
     return prepare_data(cfg, get_method(cfg.method), load_tokenizer(cfg.model, cfg.cache_dir))
 
 
@@ -52,7 +53,9 @@ def test_non_utf8_file(tmp_path, cache_dir):
 
 
 def test_bad_factual_flag_names_row(tmp_path, cache_dir):
-    path = _write(tmp_path / "f.jsonl", [{**GOOD, "h_w": 0, "h_l": 1}, {**GOOD, "h_w": 2, "h_l": 0}])
+    path = _write(
+        tmp_path / "f.jsonl", [{**GOOD, "h_w": 0, "h_l": 1}, {**GOOD, "h_w": 2, "h_l": 0}]
+    )
     with pytest.raises(DataError, match=r"f\.jsonl:2.*h_w"):
         _prepare(tmp_path, cache_dir, path, "method=factual_dpo", "method.delta=10")
 
@@ -86,8 +89,16 @@ def test_missing_gguf_is_named(tmp_path, cache_dir):
 def test_cli_prints_one_line_and_trains_nothing(tmp_path, cache_dir):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(GOOD) + "\n{broken\n")
-    proc = run_train(["model=tiny", "dataset=local", f"dataset.path={path}",
-                      f"tracking.uri=sqlite:///{tmp_path}/m.db"], tmp_path / "run", cache_dir)  # fmt: skip
+    proc = run_train(
+        [
+            "model=tiny",
+            "dataset=local",
+            f"dataset.path={path}",
+            f"tracking.uri=sqlite:///{tmp_path}/m.db",
+        ],
+        tmp_path / "run",
+        cache_dir,
+    )
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and f"{path}:2" in last

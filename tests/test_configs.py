@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
 
 from tests.conftest import REPO, compose_cfg
 
@@ -66,13 +65,19 @@ def test_yaml_never_names_python_paths():
 
 
 def test_help_lists_groups_and_cfg_job_prints():
-    out = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     for group in GROUPS + ["eval"]:
         assert f"{group}:" in out, group
     assert "smollm2_135m" in out and "factual_dpo" in out
-    job = subprocess.run([sys.executable, "train.py", "--cfg", "job", "method=cita"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    job = subprocess.run(
+        [sys.executable, "train.py", "--cfg", "job", "method=cita"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "kl_estimator: seq_logratio" in job
 
 
@@ -82,10 +87,24 @@ def test_unused_keys_check(tmp_path):
 
     from alignment import config as c
 
-    source = "\n".join(p.read_text() for p in Path(c.__file__).parents[1].rglob("*.py")
-                       if "config" not in p.parts)  # fmt: skip
-    schemas = [c.ModelConfig, c.LoraConfig, c.DatasetConfig, c.TrainConfig, c.TrackingConfig,
-               c.DpoConfig, c.CitaConfig, c.FactualDpoConfig, c.OptimizerConfig]  # fmt: skip
-    unread = [f"{s.__name__}.{f.name}" for s in schemas for f in dataclasses.fields(s)
-              if f".{f.name}" not in source]  # fmt: skip
+    source = "\n".join(
+        p.read_text() for p in Path(c.__file__).parents[1].rglob("*.py") if "config" not in p.parts
+    )
+    schemas = [
+        c.ModelConfig,
+        c.LoraConfig,
+        c.DatasetConfig,
+        c.TrainConfig,
+        c.TrackingConfig,
+        c.DpoConfig,
+        c.CitaConfig,
+        c.FactualDpoConfig,
+        c.OptimizerConfig,
+    ]
+    unread = [
+        f"{s.__name__}.{f.name}"
+        for s in schemas
+        for f in dataclasses.fields(s)
+        if f".{f.name}" not in source
+    ]
     assert not unread, unread

@@ -11,10 +11,20 @@ from tests.conftest import compose_cfg
 @pytest.mark.parametrize("quant,layer", [("4bit", "Linear4bit"), ("8bit", "Linear8bitLt")])
 def test_quantised_base_loads_and_lora_trains(quant, layer, tmp_path, cache_dir):
     # bitsandbytes' CPU 4-bit kernel needs every out-feature count to be a multiple of 32.
-    cfg = compose_cfg(["model=tiny", "model.tiny_hidden=32", f"model.quantization={quant}",
-                       "optimizer=adamw_8bit",
-                       "train.max_steps=3", "train.batch_size=2", "train.samples=0",
-                       f"tracking.uri=sqlite:///{tmp_path}/m.db"], tmp_path / "run", cache_dir)  # fmt: skip
+    cfg = compose_cfg(
+        [
+            "model=tiny",
+            "model.tiny_hidden=32",
+            f"model.quantization={quant}",
+            "optimizer=adamw_8bit",
+            "train.max_steps=3",
+            "train.batch_size=2",
+            "train.samples=0",
+            f"tracking.uri=sqlite:///{tmp_path}/m.db",
+        ],
+        tmp_path / "run",
+        cache_dir,
+    )
     model = load_policy(cfg.model, cfg.cache_dir, torch.device("cpu"))
     kinds = {type(m).__name__ for m in model.modules()}
     assert layer in kinds, kinds

@@ -15,9 +15,17 @@ SECRET = "sk-test-very-secret-4242"
 def tiny_run(tmp_path_factory, cache_dir):
     tmp = tmp_path_factory.mktemp("e2e")
     db = f"sqlite:///{tmp}/mlflow.db"
-    args = ["model=tiny", "method=dpo", "train.max_steps=4", "train.batch_size=2",
-            "train.logging_steps=1", f"tracking.uri={db}", "tracking.experiment=e2e",
-            "+tracking.tags.note=${oc.env:HF_TOKEN}", f"tracking.run_name=r-{SECRET}"]  # fmt: skip
+    args = [
+        "model=tiny",
+        "method=dpo",
+        "train.max_steps=4",
+        "train.batch_size=2",
+        "train.logging_steps=1",
+        f"tracking.uri={db}",
+        "tracking.experiment=e2e",
+        "+tracking.tags.note=${oc.env:HF_TOKEN}",
+        f"tracking.run_name=r-{SECRET}",
+    ]
     proc = run_train(args, tmp / "run", cache_dir, env={"HF_TOKEN": SECRET})
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(db)
@@ -39,8 +47,15 @@ def test_params_and_tags(tiny_run):
 def test_step_metrics(tiny_run):
     client, run, *_ = tiny_run
     rid = run.info.run_id
-    for key in ("train/loss", "train/rewards/accuracy", "train/rewards/margins", "train/lr",
-                "train/tokens_per_s", "train/logps/chosen", "train/padding_ratio"):  # fmt: skip
+    for key in (
+        "train/loss",
+        "train/rewards/accuracy",
+        "train/rewards/margins",
+        "train/lr",
+        "train/tokens_per_s",
+        "train/logps/chosen",
+        "train/padding_ratio",
+    ):
         history = client.get_metric_history(rid, key)
         assert [m.step for m in history] == [1, 2, 3, 4], key
     assert client.get_metric_history(rid, "data/train_examples")[0].value > 100
@@ -84,8 +99,17 @@ def test_summary_printed(tiny_run):
 @pytest.mark.parametrize("method", ["sft", "baseline"])
 def test_other_foundation_methods(method, tmp_path, cache_dir):
     db = f"sqlite:///{tmp_path}/m.db"
-    proc = run_train([f"method={method}", "model=tiny", "train.max_steps=2", f"tracking.uri={db}",
-                      "train.samples=0"], tmp_path / "run", cache_dir)  # fmt: skip
+    proc = run_train(
+        [
+            f"method={method}",
+            "model=tiny",
+            "train.max_steps=2",
+            f"tracking.uri={db}",
+            "train.samples=0",
+        ],
+        tmp_path / "run",
+        cache_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = MlflowClient(db).get_run((tmp_path / "run" / "mlflow_run_id").read_text())
     assert run.data.tags["method"] == method

@@ -27,9 +27,23 @@ from alignment.config.optim import AdamW8bitConfig, AdamWConfig, OptimizerConfig
 from alignment.config.run import RunConfig, TrackingConfig, TrainConfig
 
 __all__ = [
-    "AdamW8bitConfig", "AdamWConfig", "BaselineConfig", "CitaConfig", "DatasetConfig",
-    "DpoConfig", "EvalConfig", "FactualDpoConfig", "GritConfig", "LoraConfig", "MethodConfig",
-    "ModelConfig", "OptimizerConfig", "RunConfig", "SftConfig", "TrackingConfig", "TrainConfig",
+    "AdamW8bitConfig",
+    "AdamWConfig",
+    "BaselineConfig",
+    "CitaConfig",
+    "DatasetConfig",
+    "DpoConfig",
+    "EvalConfig",
+    "FactualDpoConfig",
+    "GritConfig",
+    "LoraConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "RunConfig",
+    "SftConfig",
+    "TrackingConfig",
+    "TrainConfig",
     "register_configs",
 ]
 

@@ -44,7 +44,9 @@ class DpoConfig(MethodConfig):
     def __post_init__(self) -> None:
         _check_beta(self.beta)
         if not 0.0 <= self.label_smoothing < 0.5:
-            raise ValueError(f"method.label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+            raise ValueError(
+                f"method.label_smoothing must be in [0, 0.5), got {self.label_smoothing}"
+            )
 
 
 @dataclass
@@ -83,9 +85,9 @@ class CitaConfig(MethodConfig):
 
 @dataclass
 class FactualDpoConfig(MethodConfig):
-    """Factual-DPO++ (AIXpert): z = beta*[(r_w - r_l) - delta*(h_l - h_w)].
+    """Factual-DPO++ (AIXpert): z = beta * [(r_w - r_l) - delta * (h_l - h_w)].
 
-    delta_inside_beta: true = AIXpert (logit offset beta*delta); false = SafeDPO reading (offset delta).
+    delta_inside_beta: true = AIXpert (logit offset beta*delta); false = SafeDPO (offset delta).
     flip_unfactual_winner: swap chosen/rejected of (h_w, h_l) = (1, 0) pairs before training.
     """
 
@@ -100,4 +102,6 @@ class FactualDpoConfig(MethodConfig):
         if self.delta < 0:
             raise ValueError(f"method.delta must be >= 0, got {self.delta}")
         if not 0.0 <= self.label_smoothing < 0.5:
-            raise ValueError(f"method.label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+            raise ValueError(
+                f"method.label_smoothing must be in [0, 0.5), got {self.label_smoothing}"
+            )

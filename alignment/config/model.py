@@ -51,9 +51,9 @@ class ModelConfig:
     dtype: str = "float32"
     # NF4 double-quant with bf16 compute (`4bit`), LLM.int8 (`8bit`) or full precision (`none`).
     quantization: str = "none"
-    # Name of a template in alignment/data/templates.py, or null for the tokenizer's own template.
+    # A template name from alignment/data/templates.py; null keeps the tokenizer's own template.
     chat_template: str | None = None
-    # Gemma's templates reject a system role: the instruction is then prepended to the first user turn.
+    # Gemma's templates reject a system role: the instruction then opens the first user turn.
     supports_system_role: bool = True
     attn_implementation: str | None = "sdpa"
     gradient_checkpointing: bool = False

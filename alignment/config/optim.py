@@ -30,7 +30,9 @@ class OptimizerConfig:
         if self.lr <= 0:
             raise ValueError(f"optimizer.lr must be > 0, got {self.lr}")
         if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"optimizer.scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+            raise ValueError(
+                f"optimizer.scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}"
+            )
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"optimizer.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 

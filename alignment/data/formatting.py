@@ -44,11 +44,16 @@ def build_messages(
             messages.insert(0, {"role": "system", "content": ex.instruction})
         else:
             first = messages[0]
-            messages[0] = {"role": first["role"], "content": f"{ex.instruction}\n\n{first['content']}"}
+            messages[0] = {
+                "role": first["role"],
+                "content": f"{ex.instruction}\n\n{first['content']}",
+            }
     return messages
 
 
-def render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], response: str | None):
+def render(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], response: str | None
+):
     """The prompt text (with the generation prompt) or the full text ending in `response`."""
     if response is None:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

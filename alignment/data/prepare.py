@@ -52,26 +52,42 @@ def validate_for_method(examples: list[PreferenceExample], method: Method, cfg: 
     if method.needs_pairs:
         for ex in examples:
             if not ex.rejected.strip():
-                raise DataError(ex.origin or cfg.dataset.name, None, "rejected",
-                                f"is empty; method {method.name} needs preference pairs")  # fmt: skip
+                raise DataError(
+                    ex.origin or cfg.dataset.name,
+                    None,
+                    "rejected",
+                    f"is empty; method {method.name} needs preference pairs",
+                )
     if method.needs_flags(cfg.method):
         require_flags(examples, cfg.dataset.path or cfg.dataset.name)
 
 
 def _encode_cached(
-    tokenizer: PreTrainedTokenizerBase, examples: list[PreferenceExample], cfg: RunConfig, method: Method
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[PreferenceExample],
+    cfg: RunConfig,
+    method: Method,
 ) -> list[EncodedExample]:
-    opts = {"instruction": method.uses_instruction(cfg.method), "system": cfg.model.supports_system_role}
+    opts = {
+        "instruction": method.uses_instruction(cfg.method),
+        "system": cfg.model.supports_system_role,
+    }
     digest = hashlib.sha256()
-    digest.update(json.dumps([tokenizer.name_or_path, len(tokenizer), tokenizer.chat_template, opts]).encode())
+    digest.update(
+        json.dumps([tokenizer.name_or_path, len(tokenizer), tokenizer.chat_template, opts]).encode()
+    )
     for ex in examples:
         digest.update(json.dumps(asdict(ex), sort_keys=True).encode())
     path = Path(cfg.cache_dir).expanduser() / "tokenized" / f"{digest.hexdigest()[:24]}.pt"
     if path.is_file():
         log.info("tokenised data from cache %s", path)
         return [EncodedExample(**row) for row in torch.load(path)]
-    encoded = encode_examples(tokenizer, examples, use_instruction=opts["instruction"],
-                              supports_system_role=opts["system"])  # fmt: skip
+    encoded = encode_examples(
+        tokenizer,
+        examples,
+        use_instruction=opts["instruction"],
+        supports_system_role=opts["system"],
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
@@ -82,18 +98,22 @@ def _encode_cached(
 
 def _to_dataset(encoded: list[EncodedExample], keep: list[int]) -> Dataset:
     rows = [encoded[i] for i in keep]
-    return Dataset.from_dict({
-        "prompt_ids": [e.prompt_ids for e in rows],
-        "chosen_ids": [e.chosen_ids for e in rows],
-        "rejected_ids": [e.rejected_ids for e in rows],
-        "h_w": [e.h_w for e in rows],
-        "h_l": [e.h_l for e in rows],
-        "length": [e.length for e in rows],
-        "index": list(range(len(rows))),
-    })  # fmt: skip
+    return Dataset.from_dict(
+        {
+            "prompt_ids": [e.prompt_ids for e in rows],
+            "chosen_ids": [e.chosen_ids for e in rows],
+            "rejected_ids": [e.rejected_ids for e in rows],
+            "h_w": [e.h_w for e in rows],
+            "h_l": [e.h_l for e in rows],
+            "length": [e.length for e in rows],
+            "index": list(range(len(rows))),
+        }
+    )
 
 
-def prepare_data(cfg: RunConfig, method: Method, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
+def prepare_data(
+    cfg: RunConfig, method: Method, tokenizer: PreTrainedTokenizerBase
+) -> PreparedData:
     examples = DATASETS.get(cfg.dataset.name)(cfg.dataset)
     if not examples:
         raise DataError(cfg.dataset.path or cfg.dataset.name, None, None, "has no rows")
@@ -112,14 +132,24 @@ def prepare_data(cfg: RunConfig, method: Method, tokenizer: PreTrainedTokenizerB
         keep, dropped = filter_long(encoded, cfg.dataset.max_length)
         counts[f"data/{name}_filtered_too_long"] = float(dropped)
         if dropped:
-            log.warning("%s: dropped %d of %d %s rows longer than dataset.max_length=%d tokens",
-                        cfg.dataset.name, dropped, len(encoded), name, cfg.dataset.max_length)  # fmt: skip
+            log.warning(
+                "%s: dropped %d of %d %s rows longer than dataset.max_length=%d tokens",
+                cfg.dataset.name,
+                dropped,
+                len(encoded),
+                name,
+                cfg.dataset.max_length,
+            )
         if keep:
             splits[name] = _to_dataset(encoded, keep)
             counts[f"data/{name}_examples"] = float(len(keep))
     if "train" not in splits:
-        raise DataError(cfg.dataset.path or cfg.dataset.name, None, None,
-                        f"no training row fits dataset.max_length={cfg.dataset.max_length}")  # fmt: skip
+        raise DataError(
+            cfg.dataset.path or cfg.dataset.name,
+            None,
+            None,
+            f"no training row fits dataset.max_length={cfg.dataset.max_length}",
+        )
     data = PreparedData(splits["train"], splits.get("val"), counts)
     if method.needs_reference(cfg.method) and not method.needs_reference_logits(cfg.method):
         from alignment.refcache import reference_fn

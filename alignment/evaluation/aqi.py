@@ -33,9 +33,21 @@ POOLINGS = ("mean_masked", "mean_unmasked", "last", "cls")
 OVERALL = "overall"
 MIN_POINTS = 5
 CSV_COLUMNS = (
-    "variant", "scope", "n", "n_safe", "n_unsafe", "ss", "ss_norm", "chi", "chi_norm",
-    "dbs", "dbs_norm", "xb", "xb_norm", "aqi",
-)  # fmt: skip
+    "variant",
+    "scope",
+    "n",
+    "n_safe",
+    "n_unsafe",
+    "ss",
+    "ss_norm",
+    "chi",
+    "chi_norm",
+    "dbs",
+    "dbs_norm",
+    "xb",
+    "xb_norm",
+    "aqi",
+)
 
 
 def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:

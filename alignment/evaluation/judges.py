@@ -228,8 +228,11 @@ class OpenAIJudge:
     ) -> None:
         self.base_url, self.model_id, self.api_key_env = base_url.rstrip("/"), model_id, api_key_env
         self.max_new_tokens, self.timeout_s, self.seed, self.retries = (
-            max_new_tokens, timeout_s, seed, retries,
-        )  # fmt: skip
+            max_new_tokens,
+            timeout_s,
+            seed,
+            retries,
+        )
         self.temperature = temperature
         self.prob_fallbacks = 0
 

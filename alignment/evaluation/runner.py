@@ -159,8 +159,14 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     else:
         model = load_policy(target.model, cfg.cache_dir, device, target.adapter, trainable=False)
     try:
-        metrics = run_eval(cfg, model, tokenizer, tracker, weights_key=target.weights_key,
-                           has_adapter=target.adapter is not None)  # fmt: skip
+        metrics = run_eval(
+            cfg,
+            model,
+            tokenizer,
+            tracker,
+            weights_key=target.weights_key,
+            has_adapter=target.adapter is not None,
+        )
     except BaseException:
         if target.run_id is None:
             tracker.end("FAILED")

@@ -6,6 +6,13 @@ from alignment.losses.sft import sft_loss
 from alignment.losses.types import LossOutput
 
 __all__ = [
-    "LossOutput", "cita_loss", "dpo_loss", "factual_dpo_loss", "selective_log_softmax",
-    "seq_kl", "sequence_logps", "sft_loss", "token_kl_full_vocab",
+    "LossOutput",
+    "cita_loss",
+    "dpo_loss",
+    "factual_dpo_loss",
+    "selective_log_softmax",
+    "seq_kl",
+    "sequence_logps",
+    "sft_loss",
+    "token_kl_full_vocab",
 ]

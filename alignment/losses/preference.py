@@ -84,7 +84,8 @@ def dpo_loss(
 ) -> LossOutput:
     """Sigmoid DPO (Rafailov et al. 2023, arXiv 2305.18290, eq. 7).
 
-        L = -log sigma(beta * [(log pi_theta(y_w) - log pi_ref(y_w)) - (log pi_theta(y_l) - log pi_ref(y_l))])
+        L = -log sigma(beta * [(log pi_theta(y_w) - log pi_ref(y_w))
+                              - (log pi_theta(y_l) - log pi_ref(y_l))])
 
     with conservative-DPO label smoothing eps (Mitchell 2023; AIXpert's trainer). beta: 0.01-0.5
     (0.1 typical); a larger beta keeps the policy closer to the reference. Reference-free DPO
@@ -93,9 +94,16 @@ def dpo_loss(
     """
     zeros = torch.zeros_like(policy_chosen_logps)
     out = factual_dpo_loss(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
-        zeros, zeros, beta=beta, delta=0.0, label_smoothing=label_smoothing,
-    )  # fmt: skip
+        policy_chosen_logps,
+        policy_rejected_logps,
+        ref_chosen_logps,
+        ref_rejected_logps,
+        zeros,
+        zeros,
+        beta=beta,
+        delta=0.0,
+        label_smoothing=label_smoothing,
+    )
     out.metrics.pop("factual/offset")
     out.metrics.pop("factual/z")
     return out
@@ -135,7 +143,9 @@ def cita_loss(
         s_w = policy_chosen_logps - ref_chosen_logps
         s_l = policy_rejected_logps - ref_rejected_logps
     margin = beta * (s_w - s_l)
-    contrastive = -F.logsigmoid(margin) if log_eps == 0 else -torch.log(torch.sigmoid(margin) + log_eps)
+    contrastive = (
+        -F.logsigmoid(margin) if log_eps == 0 else -torch.log(torch.sigmoid(margin) + log_eps)
+    )
     loss = contrastive.mean() + lambda_kl * kl
     metrics = _reward_metrics(beta * s_w, beta * s_l, policy_chosen_logps, policy_rejected_logps)
     metrics["cita/kl"] = kl.detach()
@@ -157,10 +167,11 @@ def seq_kl(
     ref_rejected_logps: torch.Tensor,
     squared: bool,
 ) -> torch.Tensor:
-    """Sequence-level anchors of CITA, on the dataset responses (off-policy), shape ().
+    """Sequence-level anchors of CITA on the dataset responses (off-policy), shape ().
 
-    seq_logratio (squared=False, the reference code): 1/2 [mean_b(s+ - s+_ref) + mean_b(s- - s-_ref)].
-    It is NOT a KL divergence: it can be negative and its gradient lowers both responses' likelihood.
+    seq_logratio (squared=False, the reference code):
+        1/2 [mean_b(s+ - s+_ref) + mean_b(s- - s-_ref)].
+    It is NOT a KL divergence: it can be negative, and its gradient lowers both likelihoods.
     seq_sq (squared=True, plan7): 1/2 [mean_b((s+ - s+_ref)^2) + mean_b((s- - s-_ref)^2)] >= 0.
     """
     rw = policy_chosen_logps - ref_chosen_logps

@@ -1,4 +1,4 @@
-"""build the policy: base model (optionally 4-/8-bit through bitsandbytes) + LoRA, and its tokenizer.
+"""Build the policy: base model (optionally 4-/8-bit via bitsandbytes) + LoRA, and its tokenizer.
 
 The reference model for DPO-family losses is this same model with its adapters disabled, so no
 second copy of the weights is ever loaded.

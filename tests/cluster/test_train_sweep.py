@@ -115,8 +115,9 @@ def _runs(uri: str, experiment: str):
 
 def test_two_by_two_sweep_is_one_array(tmp_path: Path, tracking_uri: str, launch) -> None:
     sweep = tmp_path / "sweep"
-    proc = launch(sweep, "method=dpo,sft", "seed=0,1", "train.max_steps=2",
-                  "tracking.experiment=sweep2x2")  # fmt: skip
+    proc = launch(
+        sweep, "method=dpo,sft", "seed=0,1", "train.max_steps=2", "tracking.experiment=sweep2x2"
+    )
     _finish(proc, timeout_s=900)
 
     tasks = _job_ids(sweep, array=True)
@@ -135,8 +136,13 @@ def test_two_by_two_sweep_is_one_array(tmp_path: Path, tracking_uri: str, launch
 
 def test_preempted_run_is_requeued_and_resumes(tmp_path: Path, tracking_uri: str, launch) -> None:
     sweep = tmp_path / "sweep"
-    proc = launch(sweep, "method=dpo", "train.max_steps=30", "train.save_steps=10",
-                  "tracking.experiment=requeue")  # fmt: skip
+    proc = launch(
+        sweep,
+        "method=dpo",
+        "train.max_steps=30",
+        "train.save_steps=10",
+        "tracking.experiment=requeue",
+    )
     # Preempt (USR2, as Slurm sends before a time limit) once checkpoint-10 is complete: its
     # trainer_state.json is written last, and the next save is 10 steps away.
     deadline = time.monotonic() + 600

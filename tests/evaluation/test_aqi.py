@@ -72,8 +72,15 @@ def test_none_reducer_is_deterministic_and_small_axioms_are_skipped() -> None:
     a = score_aqi(x, y, ax, variant="xb_chi", reducer="none", gamma=0.5, seed=1)
     b = score_aqi(x, y, ax, variant="xb_chi", reducer="none", gamma=0.5, seed=2)
     assert [r["aqi"] for r in a.rows] == [r["aqi"] for r in b.rows]
-    one_label = score_aqi(x[y == 1], y[y == 1], list(np.array(ax)[y == 1]),
-                          variant="chi_sil", reducer="none", gamma=0.5, seed=0)  # fmt: skip
+    one_label = score_aqi(
+        x[y == 1],
+        y[y == 1],
+        list(np.array(ax)[y == 1]),
+        variant="chi_sil",
+        reducer="none",
+        gamma=0.5,
+        seed=0,
+    )
     assert all(np.isnan(r["aqi"]) for r in one_label.rows)
 
 

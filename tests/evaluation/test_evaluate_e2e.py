@@ -15,13 +15,23 @@ TQA = SHARED_DATA / "truthfulqa-en.json"
 
 def _eval_args(db: str, cache: Path) -> list[str]:
     tiny_dir = next((cache / "models").glob("tiny-*"))  # materialised by the training run
-    args = [f"tracking.uri={db}", "eval.aqi.reducer=pca", "eval.aqi.samples_per_category=3",
-            f"eval.judge.model={tiny_dir}", "eval.judge.max_samples=2",
-            "eval.judge.max_new_tokens=4", "eval.judge.generation.max_new_tokens=4",
-            "eval.judge.bootstrap_samples=20", "eval.judge.tasks=[helpfulness,safety]"]  # fmt: skip
+    args = [
+        f"tracking.uri={db}",
+        "eval.aqi.reducer=pca",
+        "eval.aqi.samples_per_category=3",
+        f"eval.judge.model={tiny_dir}",
+        "eval.judge.max_samples=2",
+        "eval.judge.max_new_tokens=4",
+        "eval.judge.generation.max_new_tokens=4",
+        "eval.judge.bootstrap_samples=20",
+        "eval.judge.tasks=[helpfulness,safety]",
+    ]
     if TQA.is_file():
-        args += ["eval=[aqi,truthfulqa,judge]", f"eval.truthfulqa.data={TQA}",
-                 "eval.truthfulqa.max_questions=2"]  # fmt: skip
+        args += [
+            "eval=[aqi,truthfulqa,judge]",
+            f"eval.truthfulqa.data={TQA}",
+            "eval.truthfulqa.max_questions=2",
+        ]
     else:
         args += ["eval=[aqi,judge]"]
     return args
@@ -64,9 +74,15 @@ def test_metrics_params_and_figures_land_in_the_training_run(evaluated) -> None:
 
 def test_baseline_gets_its_own_run_tagged_like_training(evaluated, cache_dir) -> None:
     client, run_id, tmp, db = evaluated
-    args = ["method=baseline", "model=tiny", f"tracking.uri={db}", "eval=[aqi]",
-            "eval.aqi.reducer=none", "eval.aqi.samples_per_category=3",
-            "eval.aqi.variants=[chi_sil]"]  # fmt: skip
+    args = [
+        "method=baseline",
+        "model=tiny",
+        f"tracking.uri={db}",
+        "eval=[aqi]",
+        "eval.aqi.reducer=none",
+        "eval.aqi.samples_per_category=3",
+        "eval.aqi.variants=[chi_sil]",
+    ]
     proc = run_train(args, tmp / "baseline", cache_dir, script="evaluate.py")
     assert proc.returncode == 0, proc.stderr[-3000:]
     base_id = (tmp / "baseline" / "mlflow_run_id").read_text().strip()
@@ -81,7 +97,11 @@ def test_baseline_gets_its_own_run_tagged_like_training(evaluated, cache_dir) ->
 
 def test_bad_target_fails_with_a_clear_message(evaluated, cache_dir) -> None:
     *_, tmp, db = evaluated
-    proc = run_train(["method=dpo", "model=tiny", f"tracking.uri={db}"], tmp / "bad", cache_dir,
-                     script="evaluate.py")  # fmt: skip
+    proc = run_train(
+        ["method=dpo", "model=tiny", f"tracking.uri={db}"],
+        tmp / "bad",
+        cache_dir,
+        script="evaluate.py",
+    )
     assert proc.returncode != 0
     assert "evaluate.py needs run=<MLflow run id>" in proc.stderr

@@ -22,14 +22,26 @@ def _report_module():
 def _grid(client: MlflowClient, experiment: str) -> None:
     """7 cells x 1 model (2 seeds of DPO) and a Factual-DPO delta sweep."""
     exp = client.create_experiment(experiment)
-    cells = {"baseline": 0.60, "sft": 0.62, "sft_grit": 0.65, "dpo": 0.70, "dpo_grit": 0.72,
-             "cita": 0.75, "cita_grit": 0.80}  # fmt: skip
+    cells = {
+        "baseline": 0.60,
+        "sft": 0.62,
+        "sft_grit": 0.65,
+        "dpo": 0.70,
+        "dpo_grit": 0.72,
+        "cita": 0.75,
+        "cita_grit": 0.80,
+    }
     for cell, aqi in cells.items():
         seeds = (0, 1) if cell == "dpo" else (0,)
         for seed in seeds:
             method, _, grit = cell.partition("_")
-            tags = {"model": "tiny", "method": method, "optimizer": "grit" if grit else "adamw",
-                    "grid_cell": cell, "seed": str(seed)}  # fmt: skip
+            tags = {
+                "model": "tiny",
+                "method": method,
+                "optimizer": "grit" if grit else "adamw",
+                "grid_cell": cell,
+                "seed": str(seed),
+            }
             run = client.create_run(exp, tags=tags)
             value = aqi + (0.02 if seed else 0.0)
             client.log_metric(run.info.run_id, AQI, value)
@@ -58,15 +70,22 @@ def test_report_table_figures_and_parent_run(tmp_path) -> None:
     assert table.loc["cita_grit", "minutes"] == pytest.approx(30.0)
     assert table.loc["cita_grit", "efficiency"] == pytest.approx(40.0)  # 20 points / 0.5 h
     assert table.loc["baseline", "delta_aqi"] == 0.0
-    for name in ("aqi_by_method", "delta_vs_baseline", "grit_effect", "method_pairs",
-                 "efficiency", "factual_dpo_delta_sweep"):  # fmt: skip
+    for name in (
+        "aqi_by_method",
+        "delta_vs_baseline",
+        "grit_effect",
+        "method_pairs",
+        "efficiency",
+        "factual_dpo_delta_sweep",
+    ):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
     markdown = (out / "results.md").read_text()
     assert "| tiny | CITA+GRIT | 0.800 | 0.200 | 30.0 | 10.00 | 40.00 | 1 |" in markdown
     effect = report.grit_effect(table.reset_index()).set_index("cell")["grit_effect"]
     assert effect["cita"] == pytest.approx(0.05) and effect["dpo"] == pytest.approx(0.01)
-    reports = client.search_runs([client.get_experiment_by_name("grid").experiment_id],
-                                 "tags.kind = 'report'")  # fmt: skip
+    reports = client.search_runs(
+        [client.get_experiment_by_name("grid").experiment_id], "tags.kind = 'report'"
+    )
     assert len(reports) == 1
     logged = {a.path for a in client.list_artifacts(reports[0].info.run_id, "report")}
     assert "report/results.md" in logged and "report/aqi_by_method.png" in logged

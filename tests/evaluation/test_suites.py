@@ -24,8 +24,10 @@ def test_answers_are_cached_per_weights_and_settings(tiny_lm, tmp_path) -> None:
     assert json.loads(path.read_text())["answers"] == first and len(first) == 3
     path.write_text(json.dumps({"answers": ["x", "y", "z"]}))  # proves the cache is read
     assert generate_answers(model, tok, prompts, gen, weights_key="w1", cache_dir=tmp_path) == [
-        "x", "y", "z",
-    ]  # fmt: skip
+        "x",
+        "y",
+        "z",
+    ]
     assert cache_file(tmp_path, "w2", prompts, gen) != path
     other = GenerationConfig(max_new_tokens=4, temperature=0.0, batch_size=2)
     assert cache_file(tmp_path, "w1", prompts, other) != path
@@ -63,10 +65,16 @@ def eval_cfg(tmp_path):
 
 def test_run_eval_response_aqi_and_judge(tiny_lm, eval_cfg, monkeypatch) -> None:
     model, tok = tiny_lm
-    overrides = ["eval=[aqi,judge]", "eval.aqi.protocol=response", "eval.aqi.reducer=none",
-                 "eval.aqi.samples_per_category=3", "eval.aqi.generation.max_new_tokens=3",
-                 "eval.judge.max_samples=3", "eval.judge.generation.max_new_tokens=3",
-                 "eval.judge.bootstrap_samples=10"]  # fmt: skip
+    overrides = [
+        "eval=[aqi,judge]",
+        "eval.aqi.protocol=response",
+        "eval.aqi.reducer=none",
+        "eval.aqi.samples_per_category=3",
+        "eval.aqi.generation.max_new_tokens=3",
+        "eval.judge.max_samples=3",
+        "eval.judge.generation.max_new_tokens=3",
+        "eval.judge.bootstrap_samples=10",
+    ]
     tqa = SHARED_DATA / "truthfulqa-en.json"
     if tqa.is_file():
         overrides.append(f"eval.judge.truthfulqa_data={tqa}")

@@ -31,14 +31,24 @@ def trl_sigmoid_loss(per_token, ref_c, ref_r, beta, label_smoothing):
     model = FixedLogprobModel(per_token).train()
     identity = lambda x: x  # noqa: E731
     trainer.__dict__.update(
-        model=model, ref_model=None, beta=beta, label_smoothing=label_smoothing,
-        loss_types=["sigmoid"], loss_weights=[1.0], f_divergence_type="reverse_kl",
-        f_alpha_divergence_coef=1.0, ld_alpha=None, use_weighting=False,
-        precompute_ref_logps=True, aux_loss_enabled=False, router_aux_loss_coef=0.0,
+        model=model,
+        ref_model=None,
+        beta=beta,
+        label_smoothing=label_smoothing,
+        loss_types=["sigmoid"],
+        loss_weights=[1.0],
+        f_divergence_type="reverse_kl",
+        f_alpha_divergence_coef=1.0,
+        ld_alpha=None,
+        use_weighting=False,
+        precompute_ref_logps=True,
+        aux_loss_enabled=False,
+        router_aux_loss_coef=0.0,
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
-        _total_train_tokens=0, _tp_size=1,
+        _total_train_tokens=0,
+        _tp_size=1,
         accelerator=SimpleNamespace(gather_for_metrics=identity, gather=identity, device="cpu"),
-    )  # fmt: skip
+    )
     rows, width = per_token.shape[0], per_token.shape[1] + 1
     inputs = {
         "input_ids": torch.ones(rows, width, dtype=torch.long),

@@ -12,8 +12,11 @@ def test_selective_log_softmax_matches_log_softmax_fp32_and_bf16():
     direct = torch.log_softmax(logits, -1).gather(-1, idx.unsqueeze(-1)).squeeze(-1)
     assert torch.allclose(selective_log_softmax(logits, idx), direct, atol=1e-6)
     bf = selective_log_softmax(logits.bfloat16(), idx)
-    assert torch.allclose(bf, torch.log_softmax(logits.bfloat16().float(), -1)
-                          .gather(-1, idx.unsqueeze(-1)).squeeze(-1), atol=1e-5)  # fmt: skip
+    assert torch.allclose(
+        bf,
+        torch.log_softmax(logits.bfloat16().float(), -1).gather(-1, idx.unsqueeze(-1)).squeeze(-1),
+        atol=1e-5,
+    )
 
 
 def test_sequence_logps_masks_prompt_and_padding_by_hand():

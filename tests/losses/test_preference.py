@@ -48,22 +48,27 @@ def test_factual_dpo_delta_zero_is_dpo_and_equal_flags_ignore_delta():
     dpo = dpo_loss(pc, pr, rc, rr, beta=0.1).loss
     assert abs(factual_dpo_loss(pc, pr, rc, rr, hw, hl, beta=0.1, delta=0.0).loss - dpo) < 1e-7
     same = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
-    losses = [factual_dpo_loss(pc, pr, rc, rr, same, same, beta=0.1, delta=d).loss for d in (0, 5, 50)]
+    losses = [
+        factual_dpo_loss(pc, pr, rc, rr, same, same, beta=0.1, delta=d).loss for d in (0, 5, 50)
+    ]
     assert max(losses) - min(losses) < 1e-7
 
 
 def test_factual_dpo_rises_with_delta_for_0_1_pairs():
     z = torch.zeros(3)
     hw, hl = torch.zeros(3), torch.ones(3)
-    vals = [factual_dpo_loss(z, z, z, z, hw, hl, beta=0.1, delta=d).loss.item() for d in (0, 2, 10, 100)]
+    vals = [
+        factual_dpo_loss(z, z, z, z, hw, hl, beta=0.1, delta=d).loss.item() for d in (0, 2, 10, 100)
+    ]
     assert all(a < b for a, b in zip(vals, vals[1:], strict=False))
 
 
 def test_factual_dpo_safedpo_reading():
     z = torch.zeros(1)
     inside = factual_dpo_loss(z, z, z, z, T([0.0]), T([1.0]), beta=0.1, delta=10.0)
-    outside = factual_dpo_loss(z, z, z, z, T([0.0]), T([1.0]), beta=0.1, delta=1.0,
-                               delta_inside_beta=False)  # fmt: skip
+    outside = factual_dpo_loss(
+        z, z, z, z, T([0.0]), T([1.0]), beta=0.1, delta=1.0, delta_inside_beta=False
+    )
     assert abs(inside.loss.item() - outside.loss.item()) < 1e-7
 
 
@@ -84,8 +89,9 @@ def test_cita_stable_for_huge_margin_and_v1_cap():
     out.loss.backward()
     assert math.isfinite(out.loss.item())
     assert abs(pc.grad.item() + 0.1) < 1e-6  # gradient ~ -beta, not saturated
-    capped = cita_loss(T([-1e4]), T([0.0]), None, None, torch.zeros(()), beta=0.1, lambda_kl=0.0,
-                       log_eps=1e-10)  # fmt: skip
+    capped = cita_loss(
+        T([-1e4]), T([0.0]), None, None, torch.zeros(()), beta=0.1, lambda_kl=0.0, log_eps=1e-10
+    )
     assert abs(capped.loss.item() - (-math.log(1e-10))) < 1e-3
 
 
