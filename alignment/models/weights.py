@@ -60,7 +60,10 @@ def _materialise(target: Path, build) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp", dir=target.parent))
     try:
-        build(tmp)
+        # A forked RNG: building on a cache miss must not shift the seeded LoRA init and data
+        # order of the run that happens to build it.
+        with torch.random.fork_rng(devices=[]):
+            build(tmp)
         try:
             os.rename(tmp, target)
         except OSError:  # another job finished first; its copy is identical
