@@ -107,9 +107,15 @@ class Tracker:
             log.info("resuming MLflow run %s", self.run_id)
             return self.run_id
         all_tags = {k: redact(str(v)) for k, v in {**tags, **self.cfg.tags}.items()}
-        parent = os.environ.get("ALIGNMENT_PARENT_RUN_ID")
+        # Set by the sweep's parent-run callback (alignment/config/sweep.py) before fan-out.
+        parent, sweep = (
+            os.environ.get("ALIGNMENT_PARENT_RUN_ID"),
+            os.environ.get("ALIGNMENT_SWEEP_ID"),
+        )
         if parent:
             all_tags["mlflow.parentRunId"] = parent
+        if sweep:
+            all_tags["sweep_id"] = sweep
         run = self.client.create_run(self.experiment_id(), tags=all_tags, run_name=redact(run_name))
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in params.items()]

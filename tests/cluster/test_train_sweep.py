@@ -126,7 +126,11 @@ def test_two_by_two_sweep_is_one_array(tmp_path: Path, tracking_uri: str, launch
     assert _states(arrays.pop(), expect=4) == ["COMPLETED"] * 4
     assert len(list(sweep.glob("*/DONE"))) == 4  # each task in its own output dir
 
-    runs = _runs(tracking_uri, "sweep2x2")
+    all_runs = _runs(tracking_uri, "sweep2x2")
+    (parent,) = [r for r in all_runs if r.data.tags.get("kind") == "sweep"]
+    runs = [r for r in all_runs if r.data.tags.get("kind") != "sweep"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert {r.data.tags["sweep_id"] for r in runs} == {parent.data.tags["sweep_id"]}
     combos = sorted((r.data.tags["method"], r.data.tags["seed"]) for r in runs)
     assert combos == [("dpo", "0"), ("dpo", "1"), ("sft", "0"), ("sft", "1")]
     for run in runs:
@@ -159,5 +163,31 @@ def test_preempted_run_is_requeued_and_resumes(tmp_path: Path, tracking_uri: str
     text = log.read_text()
     assert "resuming from" in text and "checkpoint-10" in text, text[-3000:]
     assert "resuming MLflow run" in text
-    (run,) = _runs(tracking_uri, "requeue")  # the requeued task carried on the same run
+    (run,) = [r for r in _runs(tracking_uri, "requeue") if r.data.tags.get("kind") != "sweep"]
+    # the requeued task carried on the same run
     assert run.info.status == "FINISHED"
+
+    # ...and ends where an uninterrupted run of the same cell ends.
+    db = f"sqlite:///{tmp_path}/uninterrupted.db"
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *TINY,
+        "method=dpo",
+        "train.max_steps=30",
+        "train.save_steps=10",
+        f"tracking.uri={db}",
+        f"hydra.run.dir={tmp_path}/plain",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=900)
+    from mlflow import MlflowClient
+
+    plain_id = (tmp_path / "plain" / "mlflow_run_id").read_text()
+    last = lambda client, rid: max(  # noqa: E731
+        client.get_metric_history(rid, "train/loss"), key=lambda m: (m.step, m.timestamp)
+    )
+    resumed = last(MlflowClient(tracking_uri), run.info.run_id)
+    plain = last(MlflowClient(db), plain_id)
+    assert resumed.step == plain.step == 30
+    assert abs(resumed.value - plain.value) < 1e-5

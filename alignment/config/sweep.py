@@ -1,0 +1,50 @@
+"""The parent MLflow run of a sweep, created once in the submitting process before fan-out.
+
+Registered as a Hydra callback in conf/train.yaml. `on_multirun_start` creates the experiment and
+a parent run tagged `sweep_id`; its id reaches every job (same process for the basic launcher,
+the inherited environment for submitit's local and Slurm executors), and each job's run is
+nested under it. A requeued job keeps its own run (the id is stored in its output directory).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+PARENT_ENV, SWEEP_ENV = "ALIGNMENT_PARENT_RUN_ID", "ALIGNMENT_SWEEP_ID"
+
+
+class SweepParentRun(Callback):
+    def __init__(self) -> None:
+        self.client = None
+        self.run_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not config.tracking.enabled:
+            return
+        from mlflow.tracking import MlflowClient
+
+        from alignment.tracking import resolve_uri
+
+        sweep_id = Path(str(config.hydra.sweep.dir)).name
+        self.client = MlflowClient(resolve_uri(config.tracking.uri))
+        exp = self.client.get_experiment_by_name(config.tracking.experiment)
+        exp_id = (
+            exp.experiment_id if exp else self.client.create_experiment(config.tracking.experiment)
+        )
+        overrides = " ".join(config.hydra.overrides.task)
+        run = self.client.create_run(
+            exp_id,
+            run_name=f"sweep-{sweep_id}",
+            tags={"sweep_id": sweep_id, "kind": "sweep", "overrides": overrides[:5000]},
+        )
+        self.run_id = run.info.run_id
+        os.environ[PARENT_ENV], os.environ[SWEEP_ENV] = self.run_id, sweep_id
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.client is not None and self.run_id is not None:
+            self.client.set_terminated(self.run_id, status="FINISHED")
