@@ -35,6 +35,11 @@ class TrainConfig:
     group_by_length: bool = True
     completion_only_logits: bool = True
     torch_threads: int = 0
+    # Reference log-probs: `cached` precomputes them for the whole dataset once (shared by every
+    # run of a grid with the same model and data), `online` runs the adapter-disabled forward in
+    # each step, `auto` caches when the run sees every row at least once (then the cache is never
+    # more work) and goes online otherwise.
+    reference: str = "auto"
     # After training, answer this many held-out harmful prompts (plus one benign) with the
     # adapters off and on, and log the pairs (samples.md). 0 skips it.
     samples: int = 2
@@ -42,6 +47,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("train.batch_size and train.grad_accum must be >= 1")
+        if self.reference not in ("auto", "cached", "online"):
+            raise ValueError(
+                f"train.reference must be auto, cached or online, got {self.reference!r}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
 

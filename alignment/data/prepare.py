@@ -151,8 +151,25 @@ def prepare_data(
             f"no training row fits dataset.max_length={cfg.dataset.max_length}",
         )
     data = PreparedData(splits["train"], splits.get("val"), counts)
-    if method.needs_reference(cfg.method) and not method.needs_reference_logits(cfg.method):
+    if method.needs_reference(cfg.method) and _use_cache(cfg, method, len(data.train)):
         from alignment.refcache import reference_fn
 
         data.reference = reference_fn(cfg, data, tokenizer.pad_token_id)
     return data
+
+
+def _use_cache(cfg: RunConfig, method: Method, n_train: int) -> bool:
+    if method.needs_reference_logits(cfg.method) or cfg.train.reference == "online":
+        return False  # full-vocabulary reference logits cannot be cached
+    if cfg.train.reference == "cached":
+        return True
+    t = cfg.train
+    planned = t.max_steps * t.batch_size * t.grad_accum if t.max_steps > 0 else t.epochs * n_train
+    use = planned >= n_train
+    log.info(
+        "train.reference=auto: %s (the run sees %d of %d rows)",
+        "cached" if use else "online",
+        planned,
+        n_train,
+    )
+    return use
