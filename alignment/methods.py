@@ -104,10 +104,10 @@ def _factual(cfg: FactualDpoConfig, b: PolicyBatch) -> LossOutput:
 
 
 def _cita(cfg: CitaConfig, b: PolicyBatch) -> LossOutput:
-    if cfg.kl_estimator == "token_full_vocab":
-        kl = b.token_kl
-    elif cfg.lambda_kl == 0:
+    if cfg.lambda_kl == 0:  # no anchor: nothing was computed for it (token_kl is None)
         kl = b.chosen_logps.new_zeros(())
+    elif cfg.kl_estimator == "token_full_vocab":
+        kl = b.token_kl
     else:
         kl = seq_kl(
             b.chosen_logps,

@@ -47,13 +47,25 @@ def cache_key(cfg: RunConfig, splits: dict[str, Dataset]) -> str:
         m.quantization,
         m.attn_implementation,
     ]
-    digest.update(json.dumps(identity).encode())
+    digest.update(json.dumps(["pairs-canonical", *identity]).encode())
     for name in sorted(splits):
         ds = splits[name]
         digest.update(name.encode())
-        for col in ("prompt_ids", "chosen_ids", "rejected_ids"):
-            digest.update(json.dumps(list(ds[col])).encode())
+        swap = swapped(ds)
+        pairs = list(zip(ds["chosen_ids"], ds["rejected_ids"], swap.tolist(), strict=True))
+        first = [r if s else c for c, r, s in pairs]
+        second = [c if s else r for c, r, s in pairs]
+        for rows in (list(ds["prompt_ids"]), first, second):
+            digest.update(json.dumps(rows).encode())
     return digest.hexdigest()[:32]
+
+
+def swapped(ds: Dataset) -> torch.Tensor:
+    """Rows whose pair the cache stores the other way round. An entry keeps each pair in a
+    canonical order (the smaller token list first), so a run that swaps chosen and rejected
+    (Factual-DPO's flip of (1, 0) pairs) shares the entry of a run that does not (DPO)."""
+    pairs = zip(ds["chosen_ids"], ds["rejected_ids"], strict=True)
+    return torch.tensor([c > r for c, r in pairs], dtype=torch.bool)
 
 
 @torch.no_grad()
@@ -85,11 +97,20 @@ def compute_reference(
     return chosen, rejected
 
 
+def data_splits(data) -> dict[str, Dataset]:
+    return {"train": data.train} | ({"val": data.val} if data.val is not None else {})
+
+
+def entry_path(cfg: RunConfig, splits: dict[str, Dataset]) -> Path:
+    """Where the cache entry for this model and these token ids lives (it may not exist yet)."""
+    return Path(cfg.cache_dir).expanduser() / "refcache" / f"{cache_key(cfg, splits)}.safetensors"
+
+
 def reference_fn(cfg: RunConfig, data, pad_token_id: int):
     """A function model -> {split: (chosen, rejected)} that loads or computes the cache entry."""
-    splits = {"train": data.train} | ({"val": data.val} if data.val is not None else {})
-    key = cache_key(cfg, splits)
-    path = Path(cfg.cache_dir).expanduser() / "refcache" / f"{key}.safetensors"
+    splits = data_splits(data)
+    path = entry_path(cfg, splits)
+    key = path.stem
 
     def load_or_compute(model) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,12 +127,18 @@ def reference_fn(cfg: RunConfig, data, pad_token_id: int):
                 tensors = {}
                 for name, ds in splits.items():
                     c, r = compute_reference(model, ds, pad_token_id, cfg.train.batch_size * 2)
-                    tensors[f"{name}.chosen"], tensors[f"{name}.rejected"] = c, r
+                    swap = swapped(ds)
+                    tensors[f"{name}.first"] = torch.where(swap, r, c)
+                    tensors[f"{name}.second"] = torch.where(swap, c, r)
                 fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
                 os.close(fd)
                 save_file(tensors, tmp, metadata={"key": key})
                 os.replace(tmp, path)
                 log.info("reference log-probs computed and cached at %s", path)
-        return {n: (tensors[f"{n}.chosen"], tensors[f"{n}.rejected"]) for n in splits}
+        out = {}
+        for name, ds in splits.items():
+            first, second, swap = tensors[f"{name}.first"], tensors[f"{name}.second"], swapped(ds)
+            out[name] = (torch.where(swap, second, first), torch.where(swap, first, second))
+        return out
 
     return load_or_compute

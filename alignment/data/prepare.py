@@ -151,19 +151,21 @@ def prepare_data(
             f"no training row fits dataset.max_length={cfg.dataset.max_length}",
         )
     data = PreparedData(splits["train"], splits.get("val"), counts)
-    if method.needs_reference(cfg.method) and _use_cache(cfg, method, len(data.train)):
+    if method.needs_reference(cfg.method) and _use_cache(cfg, method, data):
         from alignment.refcache import reference_fn
 
         data.reference = reference_fn(cfg, data, tokenizer.pad_token_id)
     return data
 
 
-def _use_cache(cfg: RunConfig, method: Method, n_train: int) -> bool:
+def _use_cache(cfg: RunConfig, method: Method, data: PreparedData) -> bool:
+    from alignment.refcache import data_splits, entry_path
+
     if method.needs_reference_logits(cfg.method) or cfg.train.reference == "online":
         return False  # full-vocabulary reference logits cannot be cached
-    if cfg.train.reference == "cached":
-        return True
-    t = cfg.train
+    if cfg.train.reference == "cached" or entry_path(cfg, data_splits(data)).is_file():
+        return True  # an entry another run of the grid computed is free to reuse
+    t, n_train = cfg.train, len(data.train)
     planned = t.max_steps * t.batch_size * t.grad_accum if t.max_steps > 0 else t.epochs * n_train
     use = planned >= n_train
     log.info(
