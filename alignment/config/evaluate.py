@@ -26,6 +26,9 @@ class EvaluateConfig(RunConfig):
 
     run: str | None = None
     adapter: str | None = None
+    # For a trained target: also score the base model (adapters disabled, or a matching baseline
+    # run already in the experiment) and print both side by side.
+    compare_baseline: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

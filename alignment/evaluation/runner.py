@@ -174,4 +174,11 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     if target.run_id is None:
         tracker.end("FINISHED")
     logger.info("logged to MLflow run %s (%s)", tracker.run_id, tracker.uri)
+    if cfg.compare_baseline and target.adapter is not None:
+        from alignment.evaluation import compare
+
+        base = compare.find_baseline(tracker, cfg, list(metrics)) or compare.evaluate_baseline(
+            cfg, model, tokenizer, run_eval, base_key(target.model)
+        )
+        logger.info("trained vs base model:\n%s", compare.side_by_side(metrics, base))
     return metrics

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import SHARED_DATA, run_train
 
 TQA = SHARED_DATA / "truthfulqa-en.json"
+OUTPUT: dict[str, str] = {}  # what evaluate.py printed, for the side-by-side check
 
 
 def _eval_args(db: str, cache: Path) -> list[str]:
@@ -48,6 +49,7 @@ def evaluated(tmp_path_factory, cache_dir):
     args = [f"run={run_id}", *_eval_args(db, cache_dir)]
     proc = run_train(args, tmp / "eval", cache_dir, script="evaluate.py")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    OUTPUT["evaluate"] = proc.stdout + proc.stderr
     return MlflowClient(db), run_id, tmp, db
 
 
@@ -69,7 +71,19 @@ def test_metrics_params_and_figures_land_in_the_training_run(evaluated) -> None:
     files = {a.path for a in client.list_artifacts(run_id, "eval")}
     assert {"eval/aqi_chi_sil.png", "eval/aqi_xb_chi.png", "eval/aqi_summary.csv"} <= files
     assert "eval/judge_records.jsonl" in files
-    assert len(client.search_runs([run.info.experiment_id])) == 1  # no second run
+    # Besides the training run, exactly one baseline run: the adapter-disabled model's scores.
+    others = [r for r in client.search_runs([run.info.experiment_id]) if r.info.run_id != run_id]
+    assert len(others) == 1 and others[0].data.tags["method"] == "baseline"
+    base = others[0].data.metrics
+    assert base["eval/aqi/chi_sil/overall"] != metrics["eval/aqi/chi_sil/overall"]
+
+
+def test_trained_and_baseline_printed_side_by_side(evaluated) -> None:
+    out = OUTPUT["evaluate"]
+    assert "trained vs base model" in out
+    row = next(line for line in out.splitlines() if line.startswith("eval/aqi/chi_sil/overall "))
+    trained, baseline, diff = (float(x) for x in row.split()[1:4])
+    assert abs(trained - baseline - diff) < 1e-3
 
 
 def test_baseline_gets_its_own_run_tagged_like_training(evaluated, cache_dir) -> None:
