@@ -13,8 +13,6 @@ import importlib
 import math
 import re
 import sys
-from collections import defaultdict
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -24,6 +22,7 @@ from alignment.data.types import PreferenceExample, Turn
 from alignment.losses import token_kl_full_vocab
 from alignment.methods import METHODS, PolicyBatch, get_method
 from tests.conftest import REPO, compose_cfg
+from tests.losses.test_dpo_trl_parity import trl_sigmoid_loss
 
 PAIR_DIAGNOSTICS = ("rewards/margins", "rewards/accuracy", "logps/chosen", "logps/rejected")
 
@@ -116,47 +115,9 @@ def test_only_cita_uses_the_instruction_and_noinstruct_drops_it():
 
 # -- CITA ---------------------------------------------------------------------------------------
 def trl_sigmoid_dpo(chosen, rejected, ref_chosen, ref_rejected, beta: float) -> torch.Tensor:
-    """TRL 1.16 DPOTrainer._compute_loss (loss_type="sigmoid", precomputed reference log-probs)
-    on a bare trainer whose model returns one token per sequence with the given log-prob."""
-    from trl import DPOTrainer  # heavy: imported only by the tests that compare with TRL
-
+    """TRL 1.16's sigmoid DPO loss on summed log-probs (one token per sequence)."""
     per_token = torch.cat([chosen, rejected]).unsqueeze(1)
-    zeros = torch.zeros_like(per_token)
-    model = torch.nn.Module().train()
-    outputs = SimpleNamespace(
-        log_probs=per_token, entropy=zeros, mean_logits=zeros, is_top1=zeros.bool()
-    )
-    model.forward = lambda **kw: outputs
-    trainer = object.__new__(DPOTrainer)
-    identity = lambda x: x  # noqa: E731
-    trainer.__dict__.update(
-        model=model,
-        ref_model=None,
-        beta=beta,
-        label_smoothing=0.0,
-        loss_types=["sigmoid"],
-        loss_weights=[1.0],
-        f_divergence_type="reverse_kl",
-        f_alpha_divergence_coef=1.0,
-        ld_alpha=None,
-        use_weighting=False,
-        precompute_ref_logps=True,
-        aux_loss_enabled=False,
-        router_aux_loss_coef=0.0,
-        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
-        _total_train_tokens=0,
-        _tp_size=1,
-        accelerator=SimpleNamespace(gather_for_metrics=identity, gather=identity, device="cpu"),
-    )
-    ones = torch.ones(per_token.shape[0], 2, dtype=torch.long)
-    inputs = {
-        "input_ids": ones,
-        "attention_mask": ones,
-        "completion_mask": ones,
-        "ref_chosen_logps": ref_chosen,
-        "ref_rejected_logps": ref_rejected,
-    }
-    return trainer._compute_loss(model, inputs, return_outputs=False)
+    return trl_sigmoid_loss(per_token, ref_chosen, ref_rejected, beta)
 
 
 @pytest.mark.parametrize("beta", [0.1, 0.5])

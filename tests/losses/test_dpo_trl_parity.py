@@ -26,7 +26,7 @@ class FixedLogprobModel(torch.nn.Module):
         return SimpleNamespace(log_probs=t, entropy=zeros, mean_logits=zeros, is_top1=zeros.bool())
 
 
-def trl_sigmoid_loss(per_token, ref_c, ref_r, beta, label_smoothing):
+def trl_sigmoid_loss(per_token, ref_c, ref_r, beta, label_smoothing=0.0):
     trainer = object.__new__(DPOTrainer)
     model = FixedLogprobModel(per_token).train()
     identity = lambda x: x  # noqa: E731
