@@ -81,7 +81,6 @@ def training_args(
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         length_column_name="length",
         dataloader_num_workers=0,
-        gradient_checkpointing=False,  # set on the model itself (models.load_policy)
         disable_tqdm=False,
     )
 
