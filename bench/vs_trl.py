@@ -1,0 +1,296 @@
+"""Our method=dpo step vs TRL's stock DPOTrainer on the same work, side by side.
+
+Both trainers get the same model (same LoRA: r, alpha, targets from the model config), the same
+tokenised pairs (our prepare_data output; TRL receives the token ids, so both see identical
+sequences), the same batch size, max_length, learning rate, schedule, clipping, seed, steps and
+sampling strategy (so every step of every leg sees the same batch: checked and printed), fp32 and
+no gradient checkpointing on CPU, logging every step. TRL keeps its defaults otherwise: its
+reference is the adapter-disabled model, run every step (precompute_ref_log_probs=False).
+
+Legs, each repeat in a fresh process, in an order that rotates each repeat (trl ours ours_noref,
+ours ours_noref trl, ...) so a drifting machine load does not favour one leg:
+  trl         TRL DPOTrainer.
+  ours        our trainer with the reference log-probs precomputed (alignment/refcache.py, what
+              method=dpo always does); the precompute is timed apart and is also shown amortised
+              over one epoch ("incl. reference precompute"), since a sweep pays it once per data.
+  ours_noref  our trainer without the cache: an adapter-disabled reference forward every step,
+              like TRL's.
+
+Per-step wall time comes from a TrainerCallback (on_step_begin -> on_step_end) with the first
+--warmup steps dropped; "loop" is the whole iteration (data loading and logging included);
+tokens/s counts non-pad tokens. Peak memory: ru_maxrss of the leg's process (CPU) or
+torch.cuda.max_memory_allocated (GPU).
+
+    python bench/vs_trl.py                                  # smollm2_135m on CPU
+    python bench/vs_trl.py --model llama3_2_1b --batch-size 8 --max-length 512   # on a GPU
+    python bench/vs_trl.py --tiny                           # seconds; run by the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import (
+    emit,
+    measured,
+    median,
+    our_trainer,
+    print_per_repeat,
+    print_ratio,
+    print_table,
+    run_rotated,
+    setup_leg,
+    timed_reference,
+    tokens_per_s,
+    train_measured,
+)
+
+VARIANTS = ("trl", "ours", "ours_noref")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Our DPO trainer vs TRL's DPOTrainer.")
+    p.add_argument("--model", default="smollm2_135m", help="a conf/model option")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=6, help="optimizer steps per leg")
+    p.add_argument("--warmup", type=int, default=2, help="first steps left out of the medians")
+    p.add_argument("--batch-size", type=int, default=4, help="pairs per step")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument(
+        "--sampling",
+        choices=("random", "group_by_length"),
+        default="random",
+        help="batch sampling of both trainers (the same for both)",
+    )
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--max-examples",
+        type=int,
+        default=0,
+        help="read only the first n pairs (0: all); the precompute scales with it",
+    )
+    p.add_argument("--override", action="append", default=[], help="extra Hydra override")
+    p.add_argument("--save", help="write every leg's raw record to this JSON file")
+    p.add_argument("--tiny", action="store_true", help="model=tiny, 1 repeat, 3 steps")
+    p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    if "--tiny" in argv:  # new defaults; explicit flags still win
+        # The tiny tokenizer splits finely (rows are ~170 tokens); one thread for tiny matmuls.
+        p.set_defaults(model="tiny", repeats=1, steps=3, warmup=1, batch_size=2, max_length=256,
+                       threads=1, max_examples=32)  # fmt: skip
+    args = p.parse_args(argv)
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        p.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    return args
+
+
+def overrides(args: argparse.Namespace, out: Path) -> list[str]:
+    return [
+        f"model={args.model}",
+        "method=dpo",
+        f"output_dir={out}",
+        "tracking.enabled=false",
+        f"train.batch_size={args.batch_size}",
+        "train.grad_accum=1",
+        f"train.max_steps={args.steps}",
+        "train.logging_steps=1",
+        "train.save_steps=1000000",
+        "train.eval_steps=0",
+        f"train.group_by_length={args.sampling == 'group_by_length'}",
+        f"train.torch_threads={args.threads}",
+        f"dataset.max_length={args.max_length}",
+        f"dataset.max_examples={args.max_examples or 'null'}",
+        *args.override,
+    ]
+
+
+# -- the legs -------------------------------------------------------------------------------------
+def build_trl(cfg, device, tokenizer, data, out: Path):
+    """TRL's DPOTrainer with settings copied from our TrainingArguments (so they cannot drift)."""
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from trl import DPOConfig, DPOTrainer
+
+    from alignment.models import load_base
+    from alignment.pipeline import training_args
+
+    class PretokenizedDPOTrainer(DPOTrainer):
+        """Stock DPOTrainer fed our token ids: only dataset preparation (untimed) is skipped."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset
+
+    ours = training_args(cfg, out, device, has_val=False)
+    base = load_base(cfg.model, cfg.cache_dir, device)
+    if cfg.model.quantization != "none":  # as load_policy does
+        base = prepare_model_for_kbit_training(
+            base, use_gradient_checkpointing=cfg.model.gradient_checkpointing
+        )
+    lora = cfg.model.lora
+    peft_config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    args = DPOConfig(
+        output_dir=ours.output_dir,
+        per_device_train_batch_size=ours.per_device_train_batch_size,
+        gradient_accumulation_steps=ours.gradient_accumulation_steps,
+        max_steps=ours.max_steps,
+        learning_rate=ours.learning_rate,
+        weight_decay=ours.weight_decay,
+        lr_scheduler_type=ours.lr_scheduler_type,
+        warmup_steps=ours.warmup_steps,
+        max_grad_norm=ours.max_grad_norm,
+        logging_steps=ours.logging_steps,
+        save_steps=ours.save_steps,
+        seed=ours.seed,
+        bf16=bool(ours.bf16),  # DPOConfig would default to True
+        gradient_checkpointing=cfg.model.gradient_checkpointing,  # DPOConfig: True
+        use_cpu=ours.use_cpu,
+        report_to="none",
+        remove_unused_columns=False,  # keep `length` for the shared sampler
+        train_sampling_strategy=ours.train_sampling_strategy,
+        length_column_name="length",
+        dataloader_num_workers=0,
+        beta=cfg.method.beta,
+        loss_type=["sigmoid"],
+        max_length=cfg.dataset.max_length,
+        precompute_ref_log_probs=False,
+    )
+    train = data.train.select_columns(["prompt_ids", "chosen_ids", "rejected_ids", "length"])
+    trainer = PretokenizedDPOTrainer(
+        model=base,
+        args=args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    return trainer, {}
+
+
+def build_ours(cfg, method, device, tokenizer, data, out: Path, ref_cache: bool):
+    """Our trainer as alignment.pipeline._train builds it, with or without the reference cache."""
+    from alignment.models import load_policy
+
+    model = load_policy(cfg.model, cfg.cache_dir, device)
+    extra: dict[str, Any] = {}
+    if ref_cache:
+        bs = cfg.train.batch_size * 2  # the batch size alignment.refcache uses
+        extra["precompute_s"] = timed_reference(model, data, tokenizer.pad_token_id, bs)
+    return our_trainer(cfg, method, model, tokenizer, data.train, out, device), extra
+
+
+def worker(args: argparse.Namespace) -> None:
+    out = Path(tempfile.mkdtemp(prefix=f"vs_trl_{args.worker}_"))
+    cfg, method, device, tokenizer, data = setup_leg(overrides(args, out))
+    if args.worker == "trl":
+        trainer, extra = build_trl(cfg, device, tokenizer, data, out)
+    else:
+        trainer, extra = build_ours(
+            cfg, method, device, tokenizer, data, out, ref_cache=args.worker == "ours"
+        )
+    result = train_measured(trainer, device)
+    n_train = len(data.train)
+    steps_per_epoch = math.ceil(n_train / (cfg.train.batch_size * cfg.train.grad_accum))
+    emit(
+        {
+            **result,
+            **extra,
+            "n_train": n_train,
+            "steps_per_epoch": steps_per_epoch,
+            "device": str(device),
+        }
+    )
+    shutil.rmtree(out, ignore_errors=True)
+
+
+# -- the parent -----------------------------------------------------------------------------------
+def summarise(runs: list[dict], warmup: int) -> dict[str, float]:
+    mem_key = "peak_gpu_mb" if "peak_gpu_mb" in runs[0] else "peak_rss_mb"
+    return {
+        "step": median([s for r in runs for s in measured(r["steps"], warmup)]),
+        "loop": median([s for r in runs for s in measured(r["loops"], warmup)]),
+        "tps": median([tokens_per_s(r["tokens"], r["steps"], warmup) for r in runs]),
+        "mem": median([r[mem_key] for r in runs]),
+        "loss": runs[0]["losses"][-1] if runs[0]["losses"] else float("nan"),
+    }
+
+
+def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
+    stats = {v: summarise(runs, args.warmup) for v, runs in results.items()}
+    first = next(iter(results.values()))[0]
+    mem_name = "peak_gpu_MB" if "peak_gpu_mb" in first else "peak_rss_MB"
+    print(
+        f"\nmodel={args.model} device={first['device']} batch={args.batch_size} pairs "
+        f"max_length={args.max_length} steps={args.steps} (warm-up {args.warmup} dropped) "
+        f"repeats={args.repeats} sampling={args.sampling}"
+    )
+    rows = [[v, s["step"], s["loop"], s["tps"], s["mem"], s["loss"]] for v, s in stats.items()]
+    print_table(["leg", "step_s", "loop_s", "tokens/s", mem_name, "last_loss"], rows)
+    same = all(runs[0]["rows"] == first["rows"] for runs in results.values())
+    print(f"same batches in every leg: {'yes' if same else 'NO'}")
+    print("median step time per repeat (#: place in that repeat's run order):")
+    print_per_repeat(results, args.warmup)
+    _print_loss_gap(results)
+    _print_ratios(stats, results)
+
+
+def _print_loss_gap(results: dict[str, list[dict]]) -> None:
+    if "trl" not in results:
+        return
+    trl = results["trl"][0]["losses"]
+    for v in ("ours", "ours_noref"):
+        if v in results:
+            gap = max(
+                (abs(a - b) for a, b in zip(results[v][0]["losses"], trl, strict=False)),
+                default=float("nan"),
+            )
+            print(f"max |loss({v}) - loss(trl)| over steps: {gap:.2e}")
+
+
+def _print_ratios(stats: dict[str, dict], results: dict[str, list[dict]]) -> None:
+    if "ours" in results:
+        runs = results["ours"]
+        pre = median([r["precompute_s"] for r in runs])
+        n_train, epoch = runs[0]["n_train"], runs[0]["steps_per_epoch"]
+        per_step = pre / epoch
+        print(
+            f"reference precompute (ours): {pre:.3g} s for {n_train} pairs = {per_step:.3g} s/step"
+            f" amortised over one epoch ({epoch} steps)"
+        )
+        stats["ours_incl_precompute"] = {**stats["ours"], "step": stats["ours"]["step"] + per_step}
+    if "trl" not in stats:
+        return
+    trl = stats["trl"]
+    for v in ("ours", "ours_noref", "ours_incl_precompute"):
+        if v in stats:
+            print_ratio(f"step_time {v}/trl", stats[v]["step"] / trl["step"])
+    for v in ("ours", "ours_noref"):
+        if v in stats:
+            print_ratio(f"tokens_per_s {v}/trl", stats[v]["tps"] / trl["tps"])
+            print_ratio(f"peak_mem {v}/trl", stats[v]["mem"] / trl["mem"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    legs = args.variants.split(",")
+    report(args, run_rotated(Path(__file__), argv, legs, args.repeats, args.save))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The benchmarks of bench/ keep working: their summaries print parseable `ratio <name> = <float>`
+lines (fast, from fabricated leg results), and each script's tiny mode runs end to end in a
+subprocess, the way people call it (slow). No timing is asserted anywhere."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+RATIO = re.compile(r"^ratio (.+?) = (\S+)$", re.MULTILINE)
+
+
+def bench_module(name: str):
+    """Import bench/<name>.py as the scripts run (bench/ first on sys.path, for `common`)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+def ratios(stdout: str) -> dict[str, float]:
+    return {name: float(value) for name, value in RATIO.findall(stdout)}
+
+
+def fake_leg(step: float, tokens: int = 100, mem: float = 500.0, **extra) -> dict:
+    return {
+        "steps": [9.0, step, step],
+        "loops": [float("nan"), step + 0.1, step + 0.1],
+        "tokens": [tokens] * 3,
+        "rows": [[10, 12]] * 3,
+        "losses": [0.69, 0.68, 0.67],
+        "peak_rss_mb": mem,
+        "device": "cpu",
+        **extra,
+    }
+
+
+# -- fast: the summaries --------------------------------------------------------------------------
+def test_vs_trl_report_prints_ratios(capsys):
+    vs_trl = bench_module("vs_trl")
+    args = vs_trl.parse_args(["--repeats", "1", "--warmup", "1"])
+    ours = fake_leg(1.0, mem=400.0, precompute_s=10.0, n_train=40, steps_per_epoch=10)
+    vs_trl.report(args, {"trl": [fake_leg(2.0)], "ours": [ours], "ours_noref": [fake_leg(1.5)]})
+    out = capsys.readouterr().out
+    got = ratios(out)
+    assert got["step_time ours/trl"] == pytest.approx(0.5, abs=1e-3)
+    assert got["step_time ours_noref/trl"] == pytest.approx(0.75, abs=1e-3)
+    assert got["step_time ours_incl_precompute/trl"] == pytest.approx(
+        (1.0 + 10.0 / 10) / 2.0, abs=1e-3
+    )
+    assert got["tokens_per_s ours/trl"] == pytest.approx(2.0, abs=1e-3)
+    assert got["peak_mem ours/trl"] == pytest.approx(0.8, abs=1e-3)
+    assert "same batches in every leg: yes" in out
+
+
+def test_overhead_report_prints_ratios(capsys):
+    overhead = bench_module("overhead")
+    args = overhead.parse_args(["--repeats", "1", "--warmup", "1"])
+    overhead.report(args, {"trainer": [fake_leg(1.1)], "bare": [fake_leg(1.0)]})
+    got = ratios(capsys.readouterr().out)
+    assert got["step trainer/bare"] == pytest.approx(1.1, abs=1e-3)
+    assert got["loop trainer/bare"] == pytest.approx(1.2 / 1.1, abs=1e-3)
+
+
+def test_gpu_qlora_report_mfu_and_ratios(capsys):
+    gpu_qlora = bench_module("gpu_qlora")
+    args = gpu_qlora.parse_args(["--size", "8b"])
+    gpu = {
+        "n_params": 1e9,
+        "device_name": "NVIDIA H100 80GB HBM3",
+        "peak_gpu_mb": 9 * 1024,
+        "weights_gb": {"nf4": 3.7, "lora": 0.2, "other": 4.2},
+    }
+    adamw = fake_leg(1.0, tokens=4096, **gpu)
+    grit = fake_leg(1.25, tokens=4096, **{**gpu, "peak_gpu_mb": 10 * 1024})
+    gpu_qlora.report(args, {"adamw": adamw, "grit": grit})
+    out = capsys.readouterr().out
+    got = ratios(out)
+    assert got["tokens_per_s grit/adamw"] == pytest.approx(0.8, abs=1e-3)
+    assert got["peak_mem grit/adamw"] == pytest.approx(10 / 9, abs=1e-3)
+    mfu = 8 * 1e9 * 4096 / 1.0 / 989e12  # (6 + 2 online reference) N T / step / peak
+    assert gpu_qlora.summarise(args, adamw)["mfu"] == pytest.approx(mfu)
+    assert "goal adamw" in out
+
+
+def test_gpu_qlora_reports_a_skipped_leg(capsys):
+    gpu_qlora = bench_module("gpu_qlora")
+    args = gpu_qlora.parse_args(["--size", "tiny"])
+    leg = fake_leg(
+        1.0, n_params=1e5, device_name="cpu", weights_gb={"nf4": 0, "lora": 0, "other": 0}
+    )
+    gpu_qlora.report(args, {"adamw": leg, "grit": {"skipped": "ImportError: no grit"}})
+    out = capsys.readouterr().out
+    assert "grit: skipped (ImportError: no grit)" in out and not ratios(out)
+
+
+# -- slow: the tiny modes, end to end -------------------------------------------------------------
+def run_script(script: str, args: list[str], cache: Path) -> str:
+    env = {**os.environ, "ALIGNMENT_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return proc.stdout
+
+
+def assert_ratios(stdout: str, expected: set[str]) -> None:
+    got = ratios(stdout)
+    assert expected <= set(got), stdout
+    assert all(math.isfinite(v) and v > 0 for v in got.values()), got
+
+
+@pytest.mark.slow
+def test_vs_trl_tiny(cache_dir):
+    out = run_script("vs_trl.py", ["--tiny"], cache_dir)
+    assert_ratios(
+        out,
+        {
+            "step_time ours/trl",
+            "step_time ours_noref/trl",
+            "step_time ours_incl_precompute/trl",
+            "tokens_per_s ours/trl",
+            "peak_mem ours/trl",
+        },
+    )
+    assert "same batches in every leg: yes" in out
+
+
+@pytest.mark.slow
+def test_overhead_tiny(cache_dir):
+    out = run_script("overhead.py", ["--tiny"], cache_dir)
+    assert_ratios(out, {"step trainer/bare", "loop trainer/bare"})
+    assert "same batches: yes" in out
+
+
+@pytest.mark.slow
+def test_gpu_qlora_tiny(cache_dir):
+    out = run_script("gpu_qlora.py", ["--size", "tiny"], cache_dir)
+    assert "adamw" in out and "MFU" in out
+    if "grit: skipped" not in out:
+        assert_ratios(out, {"tokens_per_s grit/adamw", "peak_mem grit/adamw"})
