@@ -31,6 +31,20 @@ RESULT_TAG = "BENCH_RESULT "
 
 
 # -- config ---------------------------------------------------------------------------------------
+def run_overrides(out: Path, batch_size: int, steps: int) -> list[str]:
+    """The settings every benchmark leg shares: no tracking, no checkpoints, a log line a step."""
+    return [
+        f"output_dir={out}",
+        "tracking.enabled=false",
+        f"train.batch_size={batch_size}",
+        "train.grad_accum=1",
+        f"train.max_steps={steps}",
+        "train.logging_steps=1",
+        "train.save_steps=1000000",
+        "train.eval_steps=0",
+    ]
+
+
 def compose_run(overrides: Sequence[str]):
     """A RunConfig from conf/train.yaml plus Hydra overrides (output_dir must be among them)."""
     from hydra import compose, initialize_config_dir
