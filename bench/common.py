@@ -163,7 +163,7 @@ def run_rotated(
     """Run every leg `repeats` times, each in a fresh process (`--worker <leg>` appended).
 
     The order rotates each repeat (A B C, B C A, C A B, ...), so a load that drifts during the
-    benchmark (a shared machine) does not always favour the leg that runs last. `save` writes
+    benchmark (a shared machine) does not always favour the leg that runs last. `save` keeps
     every leg's raw record as JSON.
     """
     results: dict[str, list[dict]] = {leg: [] for leg in legs}
@@ -175,8 +175,8 @@ def run_rotated(
             record = run_leg(script, [*argv, "--worker", leg])
             record.update(repeat=r, position=position, started_s=time.perf_counter() - start)
             results[leg].append(record)
-    if save:
-        Path(save).write_text(json.dumps(results))
+            if save:  # after every leg, so a killed run keeps what it measured
+                Path(save).write_text(json.dumps(results))
     return results
 
 
@@ -197,6 +197,12 @@ def measured(values: Sequence[float], warmup: int) -> list[float]:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def best_repeat(runs: Sequence[dict], warmup: int) -> float:
+    """The fastest repeat's median step time: on a shared machine, other jobs only ever add
+    time, so this is the least disturbed estimate."""
+    return min(median(measured(r["steps"], warmup)) for r in runs)
 
 
 def tokens_per_s(tokens: Sequence[int], seconds: Sequence[float], warmup: int) -> float:

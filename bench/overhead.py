@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common import (
+    best_repeat,
     emit,
     measured,
     median,
@@ -209,6 +210,7 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
     stats = {
         leg: {
             "step": median([s for r in runs for s in measured(r["steps"], w)]),
+            "best": best_repeat(runs, w),
             "loop": median([s for r in runs for s in measured(r["loops"], w)]),
             "loss": runs[0]["losses"][-1],
         }
@@ -221,8 +223,8 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
         f"repeats={args.repeats} ref_cache={not args.no_ref_cache}"
     )
     print_table(
-        ["leg", "step_s", "loop_s", "last_loss"],
-        [[leg, s["step"], s["loop"], s["loss"]] for leg, s in stats.items()],
+        ["leg", "step_s", "best_s", "loop_s", "last_loss"],
+        [[leg, s["step"], s["best"], s["loop"], s["loss"]] for leg, s in stats.items()],
     )
     bare = results["bare"][0]
     same = first["rows"] == bare["rows"]
@@ -232,6 +234,7 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
     print_per_repeat(results, w)
     print_ratio("step trainer/bare", stats["trainer"]["step"] / stats["bare"]["step"])
     print_ratio("loop trainer/bare", stats["trainer"]["loop"] / stats["bare"]["loop"])
+    print_ratio("step_best_repeat trainer/bare", stats["trainer"]["best"] / stats["bare"]["best"])
 
 
 def main(argv: list[str] | None = None) -> int:
