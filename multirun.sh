@@ -25,11 +25,11 @@ case "$where" in
   slurm) launcher=(hydra/launcher=slurm) ;;
   *) echo "usage: $0 [local|slurm] [paper|delta|all] [overrides...]" >&2; exit 2 ;;
 esac
-models=model=llama3_8b,mistral_7b,gemma_7b,deepseek_7b
+# Both grids sweep the paper's models (conf/grid/paper_models.yaml); model=<name> narrows them.
 case "$grid" in
   paper) sweeps=("experiment=paper_grid") ;;
-  delta) sweeps=("experiment=factual_dpo_delta_grid $models") ;;
-  all) sweeps=("experiment=paper_grid" "experiment=factual_dpo_delta_grid $models") ;;
+  delta) sweeps=("experiment=factual_dpo_delta_grid") ;;
+  all) sweeps=("experiment=paper_grid" "experiment=factual_dpo_delta_grid") ;;
   *) echo "unknown grid '$grid': paper, delta or all" >&2; exit 2 ;;
 esac
 

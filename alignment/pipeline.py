@@ -19,33 +19,17 @@ from transformers import TrainingArguments, set_seed
 from alignment.config import RunConfig
 from alignment.data.collate import Collator
 from alignment.data.prepare import PreparedData, prepare_data
+from alignment.evaluation.runner import run_eval
 from alignment.methods import Method, get_method
-from alignment.models import load_policy, load_tokenizer, pick_device
+from alignment.models import load_base, load_policy, load_tokenizer, pick_device
+from alignment.optim import trainer_max_grad_norm
+from alignment.runinfo import run_name, run_tags
 from alignment.summary import write_summary
-from alignment.tracking import MlflowCallback, Tracker, flatten, git_state
+from alignment.tracking import MlflowCallback, Tracker, flatten
 from alignment.trainer import AlignmentTrainer
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[1]
 DONE_FILE = "DONE"
-
-
-def run_tags(cfg: RunConfig) -> dict[str, str]:
-    sha, dirty = git_state(REPO)
-    tags = {
-        "method": cfg.method.name,
-        "model": cfg.model.name,
-        "optimizer": cfg.optimizer.name,
-        "dataset": cfg.dataset.name,
-        "seed": str(cfg.seed),
-        "tag": cfg.tag,
-        "git_commit": sha,
-        "git_dirty": dirty,
-        "mlflow.source.git.commit": sha,
-    }
-    if hasattr(cfg.method, "delta"):
-        tags["delta"] = str(cfg.method.delta)
-    return tags
 
 
 def training_args(
@@ -64,8 +48,7 @@ def training_args(
         weight_decay=opt.weight_decay,
         lr_scheduler_type=opt.scheduler,
         warmup_steps=opt.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        # GRIT's wrapper clips itself, in its configured order relative to preconditioning.
-        max_grad_norm=0.0 if opt.name == "grit" else opt.max_grad_norm,
+        max_grad_norm=trainer_max_grad_norm(opt),  # 0 when the optimizer clips itself
         logging_steps=t.logging_steps,
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
@@ -118,9 +101,6 @@ def run_training(cfg: RunConfig) -> float | None:
         if method.trains:
             model, final, step = _train(cfg, method, device, tokenizer, data, tracker, out)
         if cfg.eval_after_train and cfg.eval.suites():
-            from alignment.evaluation.runner import run_eval
-            from alignment.models import load_base
-
             key = f"run:{tracker.run_id}" if tracker else f"dir:{out.resolve()}"
             model = model if model is not None else load_base(cfg.model, cfg.cache_dir, device)
             run_eval(
@@ -147,8 +127,7 @@ def _start_tracking(cfg: RunConfig, out: Path, data: PreparedData) -> Tracker | 
     if not cfg.tracking.enabled:
         return None
     tracker = Tracker(cfg.tracking, out)
-    run_name = cfg.tracking.run_name or f"{cfg.method.name}-{cfg.model.name}-s{cfg.seed}"
-    tracker.start(flatten(dataclasses.asdict(cfg)), run_tags(cfg), run_name)
+    tracker.start(flatten(dataclasses.asdict(cfg)), run_tags(cfg), run_name(cfg))
     tracker.log_metrics(data.counts, step=0)
     out.mkdir(parents=True, exist_ok=True)
     resolved = out / "resolved_config.yaml"
@@ -159,31 +138,47 @@ def _start_tracking(cfg: RunConfig, out: Path, data: PreparedData) -> Tracker | 
     return tracker
 
 
-def _train(
-    cfg: RunConfig, method: Method, device, tokenizer, data: PreparedData, tracker, out: Path
-):
+def build_trainer(
+    cfg: RunConfig,
+    method: Method,
+    device: torch.device,
+    tokenizer,
+    data: PreparedData,
+    out: Path,
+    callbacks: list | None = None,
+) -> AlignmentTrainer:
+    """The policy (LoRA on the base) and the Trainer over the prepared data; the reference
+    log-probs are attached first when the method caches them."""
     model = load_policy(cfg.model, cfg.cache_dir, device)
     if data.reference is not None:
         data.attach_reference(data.reference(model))
-        if tracker is not None:
-            tracker.log_metrics({"refcache/hit": data.counts["refcache/hit"]}, step=0)
-    trainer = AlignmentTrainer(
+    return AlignmentTrainer(
         model=model,
         args=training_args(cfg, out, device, data.val is not None),
         train_dataset=data.train,
         eval_dataset=data.val,
         data_collator=Collator(tokenizer.pad_token_id, pairs=method.needs_pairs),
         processing_class=tokenizer,
-        callbacks=[MlflowCallback(tracker)] if tracker is not None else None,
+        callbacks=callbacks,
         method=method,
         method_cfg=cfg.method,
         optimizer_cfg=cfg.optimizer,
         completion_only_logits=cfg.train.completion_only_logits,
     )
+
+
+def _train(
+    cfg: RunConfig, method: Method, device, tokenizer, data: PreparedData, tracker, out: Path
+):
+    callbacks = [MlflowCallback(tracker)] if tracker is not None else None
+    trainer = build_trainer(cfg, method, device, tokenizer, data, out, callbacks)
+    if tracker is not None and "refcache/hit" in data.counts:
+        tracker.log_metrics({"refcache/hit": data.counts["refcache/hit"]}, step=0)
     last = last_complete_checkpoint(out / "checkpoints")
     if last:
         log.info("resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)
+    model = trainer.model
     adapter_dir = out / "adapter"
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)

@@ -1,8 +1,10 @@
 """Glue over transformers' Trainer: plugs in a registered method's loss and our optimizer.
 
-The subclass overrides three narrow hooks only: `compute_loss` (policy log-probs once, reference
+The subclass overrides four narrow hooks only: `compute_loss` (policy log-probs once, reference
 log-probs only if the method needs them, then the method's loss), `create_optimizer` (our
-builder, GRIT included) and `log` (adds the method's diagnostics). Checkpointing, resume,
+builder, GRIT included), `log` (adds the method's diagnostics) and `get_batch_samples` (counts
+the response tokens of the whole gradient-accumulation window, so that token-averaged losses give
+the same gradient whatever the micro-batch size). Checkpointing, resume,
 gradient accumulation, schedulers and length-grouped sampling are the Trainer's own.
 Diagnostics are summed on the device and read back once per logging step, so a training step
 never waits on a host-device synchronisation for logging.
@@ -18,6 +20,7 @@ from transformers import Trainer
 
 from alignment.config import MethodConfig, OptimizerConfig
 from alignment.forward import forward_logps
+from alignment.losses import token_kl_full_vocab
 from alignment.methods import Method, PolicyBatch
 from alignment.optim import Preconditioner, build_optimizer
 
@@ -45,12 +48,19 @@ class AlignmentTrainer(Trainer):
         }
         self._last_log_time = time.perf_counter()
         self.reference_forwards = 0
+        # Response tokens per micro-batch, averaged over the current accumulation window.
+        self._window_tokens: dict[str, torch.Tensor] = {}
 
     # -- hooks -------------------------------------------------------------------------------
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             self.optimizer, self.preconditioner = build_optimizer(self.optimizer_cfg, self.model)
         return self.optimizer
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._window_tokens = _window_token_means(batches, self.method.needs_pairs, device)
+        return batches, num_items
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         method, cfg = self.method, self.method_cfg
@@ -101,10 +111,16 @@ class AlignmentTrainer(Trainer):
         self, inputs: dict, logps: torch.Tensor, n_tokens: torch.Tensor
     ) -> PolicyBatch:
         b = inputs["index"].shape[0]
-        batch = PolicyBatch(chosen_logps=logps[:b], chosen_tokens=n_tokens[:b])
+        batch = PolicyBatch(policy_chosen_logps=logps[:b], chosen_tokens=n_tokens[:b])
         if self.method.needs_pairs:
-            batch.rejected_logps, batch.rejected_tokens = logps[b:], n_tokens[b:]
+            batch.policy_rejected_logps, batch.rejected_tokens = logps[b:], n_tokens[b:]
             batch.h_w, batch.h_l = inputs["h_w"], inputs["h_l"]
+        if self.model.training and self._window_tokens:
+            batch.chosen_tokens_total = self._window_tokens["chosen"]
+            batch.response_tokens_total = self._window_tokens["response"]
+        else:  # evaluation: this batch's own counts
+            batch.chosen_tokens_total = n_tokens[:b].sum()
+            batch.response_tokens_total = n_tokens.sum()
         return batch
 
     def _add_reference(self, model, inputs: dict, batch: PolicyBatch, logits) -> None:
@@ -123,9 +139,7 @@ class AlignmentTrainer(Trainer):
         self.reference_forwards += 1
         batch.ref_chosen_logps, batch.ref_rejected_logps = ref_logps[:b], ref_logps[b:]
         if logits is not None:
-            from alignment.losses import token_kl_full_vocab
-
-            batch.token_kl = token_kl_full_vocab(logits, ref_logits, inputs["labels"])
+            batch.token_kl_sum = token_kl_full_vocab(logits, ref_logits, inputs["labels"], "sum")
 
     def _stats_mask(self, inputs: dict) -> torch.Tensor | None:
         kind = self.preconditioner.stats_mask
@@ -151,3 +165,25 @@ class AlignmentTrainer(Trainer):
             total = value.sum()
             sums[name] = sums[name] + total if name in sums else total
             counts[name] += value.numel()
+
+
+def _window_token_means(batches: list[dict], pairs: bool, device) -> dict[str, torch.Tensor]:
+    """Chosen and all response tokens (targets != -100 after the one-position shift) summed over
+    the accumulation window (and over ranks) and divided by its micro-batch count (times the
+    world size). The Trainer divides each micro-batch's loss by that count and DDP averages over
+    ranks, so dividing token sums by these means gives the exact token mean of the global batch.
+    Stays on the device: no host sync."""
+    if not batches:
+        return {}
+    counts = torch.zeros(2, dtype=torch.float64, device=device)
+    for batch in batches:
+        mask = batch["labels"][:, 1:] != -100
+        b = batch["index"].shape[0]
+        chosen = mask[:b].sum()
+        counts += torch.stack([chosen, mask.sum() if pairs else chosen]).to(counts)
+    n = len(batches)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(counts)
+        n *= torch.distributed.get_world_size()
+    counts = (counts / n).float()
+    return {"chosen": counts[0], "response": counts[1]}

@@ -12,7 +12,10 @@ dataset id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 AQI_VARIANTS = ("chi_sil", "xb_chi")
 POOLINGS = ("mean_masked", "mean_unmasked", "last", "cls")
@@ -70,6 +73,9 @@ class AqiConfig:
       accepted). samples_per_category: rows kept per (axiom, label), sampled with `seed`.
     """
 
+    # Bump whenever a change can move this suite's numbers (logged as eval/<suite>/version).
+    VERSION: ClassVar[str] = "1.0"
+
     variants: list[str] = field(default_factory=lambda: list(AQI_VARIANTS))
     gamma: float = 0.5
     layer: int = -1
@@ -112,6 +118,9 @@ class TruthfulQAConfig:
     max_questions: the first n questions (null = all 817), for smoke runs.
     """
 
+    # Bump whenever a change can move this suite's numbers (logged as eval/<suite>/version).
+    VERSION: ClassVar[str] = "1.0"
+
     data: str = "truthfulqa/truthful_qa"
     prompt_style: str = "harness"
     add_bos: bool = False
@@ -140,6 +149,9 @@ class JudgeConfig:
     prompt_version: suffix of the prompt files in alignment/evaluation/prompts/.
     max_samples: prompts per task (the first n after a seeded shuffle).
     """
+
+    # Bump whenever a change can move this suite's numbers (logged as eval/<suite>/version).
+    VERSION: ClassVar[str] = "1.0"
 
     tasks: list[str] = field(default_factory=lambda: list(JUDGE_TASKS))
     backend: str = "local_hf"
@@ -187,5 +199,22 @@ class EvalConfig:
     judge: JudgeConfig | None = None
 
     def suites(self) -> list[str]:
-        """Names of the selected suites, in run order."""
-        return [name for name in ("aqi", "truthfulqa", "judge") if getattr(self, name) is not None]
+        """Names of the selected suites, in run order (the field order)."""
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    @staticmethod
+    def schemas() -> dict[str, type]:
+        """Suite name -> its schema: each field of this class is one suite (`eval/base_<name>`)."""
+        hints = typing.get_type_hints(EvalConfig)
+        return {f.name: _optional_of(hints[f.name]) for f in fields(EvalConfig)}
+
+
+def _optional_of(hint: object) -> type:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    assert isinstance(hint, types.UnionType) and len(args) == 1, f"{hint} is not `X | None`"
+    return args[0]
+
+
+def suite_version(name: str) -> str:
+    """The version of suite `name`, logged with its results."""
+    return EvalConfig.schemas()[name].VERSION

@@ -34,7 +34,9 @@ class EvaluateConfig(RunConfig):
         super().__post_init__()
         if self.run and self.adapter:
             raise ValueError("give either run=<MLflow run id> or adapter=<path>, not both")
-        if not (self.run or self.adapter) and self.method.name != "baseline":
+        from alignment.methods import METHODS  # the registry knows which methods train
+
+        if not (self.run or self.adapter) and METHODS.get(self.method.name).trains:
             raise ValueError(
                 "evaluate.py needs run=<MLflow run id>, adapter=<path> model=<name>, or "
                 f"method=baseline model=<name> (got method={self.method.name!r} and no target)"

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
+from alignment.config.checks import check, check_choice
+
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 
 
@@ -27,14 +29,14 @@ class OptimizerConfig:
     max_grad_norm: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"optimizer.lr must be > 0, got {self.lr}")
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(
-                f"optimizer.scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}"
-            )
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"optimizer.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        check("optimizer.lr", self.lr, gt=0)
+        check_choice("optimizer.scheduler", self.scheduler, SCHEDULERS)
+        check("optimizer.warmup_ratio", self.warmup_ratio, ge=0, lt=1)
+        check("optimizer.weight_decay", self.weight_decay, ge=0)
+        check("optimizer.beta1", self.beta1, ge=0, lt=1)
+        check("optimizer.beta2", self.beta2, ge=0, lt=1)
+        check("optimizer.eps", self.eps, gt=0)
+        check("optimizer.max_grad_norm", self.max_grad_norm, ge=0)
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 Logged into the run: metrics `eval/<suite>/<name>` (see suites.py), params `eval/<suite>/<key>`
 (settings such as gamma, reducer, pooling, protocol, judge model and prompt hashes) plus
-`eval/<suite>/version` (metrics.SUITE_VERSIONS), and the files (CSV, PNGs, judge prompts and raw
-judge outputs, eval_metrics.json) as artifacts under `eval/`. MLflow params cannot change once
-set: re-evaluating a run with different settings records the new ones as tags instead (warned).
+`eval/<suite>/version` (the `VERSION` of the suite's schema), and the files (CSV, PNGs, judge
+prompts and raw judge outputs, eval_metrics.json) as artifacts under `eval/`. MLflow params cannot
+change once set: re-evaluating a run with different settings records the new ones as tags instead
+(warned).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 
 from alignment.config import ModelConfig, RunConfig
+from alignment.config.eval import suite_version
 from alignment.config.evaluate import EvaluateConfig, model_config_from_yaml
-from alignment.evaluation.metrics import SUITE_VERSIONS
+from alignment.evaluation import compare
 from alignment.evaluation.suites import SUITES, EvalContext
+from alignment.runinfo import run_name, run_tags
 from alignment.tracking import RUN_ID_FILE, Tracker, flatten
 
 logger = logging.getLogger(__name__)
@@ -62,11 +65,12 @@ def run_eval(
     params: dict[str, str] = {}
     files: list[Path] = []
     for suite in cfg.eval.suites():
-        logger.info("evaluation suite %s (version %s)", suite, SUITE_VERSIONS[suite])
+        version = suite_version(suite)
+        logger.info("evaluation suite %s (version %s)", suite, version)
         result = SUITES.get(suite)(ctx)
         metrics |= {f"eval/{suite}/{k}": v for k, v in result.metrics.items()}
         params |= {f"eval/{suite}/{k}": v for k, v in result.params.items()}
-        params[f"eval/{suite}/version"] = SUITE_VERSIONS[suite]
+        params[f"eval/{suite}/version"] = version
         files += result.files
     summary = out_dir / "eval_metrics.json"
     summary.write_text(json.dumps({"metrics": metrics, "params": params}, indent=2, default=str))
@@ -139,7 +143,6 @@ def resolve_target(cfg: EvaluateConfig, tracker: Tracker) -> Target:
 def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     """Load the target (base model + adapter), run the suites, log into the right MLflow run."""
     from alignment.models import load_base, load_policy, load_tokenizer, pick_device
-    from alignment.pipeline import run_tags
 
     tracker = Tracker(cfg.tracking, Path(cfg.output_dir))
     target = resolve_target(cfg, tracker)
@@ -150,8 +153,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
         tags = run_tags(cfg) | {"eval_only": "true"}
         if target.adapter:
             tags["adapter"] = target.adapter
-        name = cfg.tracking.run_name or f"{cfg.method.name}-{cfg.model.name}-eval"
-        tracker.start(flatten(dataclasses.asdict(cfg)), tags, name)
+        tracker.start(flatten(dataclasses.asdict(cfg)), tags, run_name(cfg, "eval"))
     device = pick_device(cfg.train.device)
     tokenizer = load_tokenizer(target.model, cfg.cache_dir)
     if target.adapter is None:
@@ -175,8 +177,6 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
         tracker.end("FINISHED")
     logger.info("logged to MLflow run %s (%s)", tracker.run_id, tracker.uri)
     if cfg.compare_baseline and target.adapter is not None:
-        from alignment.evaluation import compare
-
         base = compare.find_baseline(tracker, cfg, list(metrics)) or compare.evaluate_baseline(
             cfg, model, tokenizer, run_eval, base_key(target.model)
         )
