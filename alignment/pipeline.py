@@ -47,7 +47,8 @@ def training_args(
         learning_rate=opt.lr,
         weight_decay=opt.weight_decay,
         lr_scheduler_type=opt.scheduler,
-        warmup_steps=opt.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        # An int >= 1 is a step count, a float < 1 a ratio of the total steps.
+        warmup_steps=opt.warmup_steps or opt.warmup_ratio,
         max_grad_norm=trainer_max_grad_norm(opt),  # 0 when the optimizer clips itself
         logging_steps=t.logging_steps,
         save_steps=t.save_steps,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from omegaconf import MISSING
 
 PROMPT_SOURCES = ("first_human", "prompt_plus_instruction")
+TOO_LONG = ("drop", "truncate")
 
 
 @dataclass
@@ -17,7 +18,10 @@ class DatasetConfig:
       loader whose hub dataset has been saved to disk).
     columns: for `local`, maps canonical fields (prompt, chosen, rejected, instruction, h_w, h_l)
       to the file's column names; unmapped fields use their canonical name.
-    max_length: prompt + response tokens. Longer rows are dropped (the count is logged), never cut.
+    max_length: prompt + response tokens. too_long says what happens to a longer row: `drop` (the
+      default: it is left out and counted, so no response is cut mid-sentence) or `truncate`
+      (TRL 1.x's DPO/SFT rule, which the reference trainers used: each prompt + response keeps its
+      first max_length tokens; a row whose prompt alone fills max_length is still dropped).
     split_seed: the train/validation split is fixed by this seed, independently of the run seed,
       so every cell of a grid sees the same split.
     """
@@ -29,6 +33,7 @@ class DatasetConfig:
     revision: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
     max_length: int = 256
+    too_long: str = "drop"
     val_fraction: float = 0.1
     split_seed: int = 42
     max_examples: int | None = None
@@ -38,6 +43,8 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         if self.max_length < 8:
             raise ValueError(f"dataset.max_length must be >= 8, got {self.max_length}")
+        if self.too_long not in TOO_LONG:
+            raise ValueError(f"dataset.too_long must be one of {TOO_LONG}, got {self.too_long!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.prompt_source not in PROMPT_SOURCES:

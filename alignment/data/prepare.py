@@ -21,7 +21,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from alignment.config import RunConfig
-from alignment.data.formatting import EncodedExample, encode_examples, filter_long
+from alignment.data.formatting import EncodedExample, encode_examples, filter_long, truncate_long
 from alignment.data.sources import DATASETS, require_flags, split_train_val
 from alignment.data.types import DataError, PreferenceExample
 from alignment.methods import Method
@@ -129,7 +129,14 @@ def prepare_data(
         if not exs:
             continue
         encoded = _encode_cached(tokenizer, exs, cfg, method)
-        keep, dropped = filter_long(encoded, cfg.dataset.max_length)
+        if cfg.dataset.too_long == "truncate":
+            encoded, keep, cut = truncate_long(encoded, cfg.dataset.max_length)
+            counts[f"data/{name}_truncated"] = float(cut)
+            if cut:
+                log.warning("%s: cut %d %s rows to dataset.max_length", cfg.dataset.name, cut, name)
+        else:
+            keep = filter_long(encoded, cfg.dataset.max_length)[0]
+        dropped = len(encoded) - len(keep)
         counts[f"data/{name}_filtered_too_long"] = float(dropped)
         if dropped:
             log.warning(
