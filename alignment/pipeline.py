@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import TrainingArguments, set_seed
+from transformers.trainer_callback import ProgressCallback
 
 from alignment.config import RunConfig
 from alignment.data.collate import Collator
@@ -23,6 +24,7 @@ from alignment.evaluation.runner import run_eval
 from alignment.methods import Method, get_method
 from alignment.models import load_base, load_policy, load_tokenizer, pick_device
 from alignment.optim import trainer_max_grad_norm
+from alignment.progress import TrainProgress
 from alignment.runinfo import run_name, run_tags
 from alignment.summary import write_summary
 from alignment.tracking import MlflowCallback, Tracker, flatten
@@ -153,7 +155,7 @@ def build_trainer(
     model = load_policy(cfg.model, cfg.cache_dir, device)
     if data.reference is not None:
         data.attach_reference(data.reference(model))
-    return AlignmentTrainer(
+    trainer = AlignmentTrainer(
         model=model,
         args=training_args(cfg, out, device, data.val is not None),
         train_dataset=data.train,
@@ -166,6 +168,9 @@ def build_trainer(
         optimizer_cfg=cfg.optimizer,
         completion_only_logits=cfg.train.completion_only_logits,
     )
+    trainer.remove_callback(ProgressCallback)  # the bar shows three numbers, not every log dict
+    trainer.add_callback(TrainProgress)
+    return trainer
 
 
 def _train(

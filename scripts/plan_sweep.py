@@ -4,10 +4,12 @@ every cell against the schemas, and print the cell count. Nothing is trained or 
 
     python scripts/plan_sweep.py experiment=paper_grid            # 28 cells
     python scripts/plan_sweep.py experiment=factual_dpo_delta_grid model=llama3_8b,mistral_7b
+    python scripts/plan_sweep.py method=dpo,cita optimizer=adamw,grit model=llama3_8b,mistral_7b
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,7 +29,8 @@ def expand(overrides: list[str]) -> list[list[str]]:
     parser = OverridesParser.create()
     fixed = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
     primary = compose("train", overrides=fixed, return_hydra_config=True)
-    params = OmegaConf.to_container(primary.hydra.sweeper.params) or {}
+    params = primary.hydra.sweeper.params  # None unless an experiment sets a sweep list
+    params = OmegaConf.to_container(params) if params is not None else {}
     swept = [f"{key}={value}" for key, value in params.items()]
     parsed = parser.parse_overrides(overrides=[*swept, *overrides])
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
@@ -61,8 +64,13 @@ def plan(overrides: list[str]) -> list[list[str]]:
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py -m")
+    args = parser.parse_args(argv)
     start = time.perf_counter()
-    jobs = plan(argv)
+    jobs = plan(args.overrides)
     for i, job in enumerate(jobs):
         print(f"  {i:4d}  {' '.join(job)}")
     print(f"{len(jobs)} cells composed and validated in {time.perf_counter() - start:.1f} s")

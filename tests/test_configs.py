@@ -71,9 +71,13 @@ def test_help_lists_groups_and_cfg_job_prints():
     out = subprocess.run(
         [sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    for group in GROUPS + ["eval"]:
-        assert f"{group}:" in out, group
-    assert "smollm2_135m" in out and "factual_dpo" in out
+    groups = out.split("== Config groups (group=option) ==")[1].split("== Config ==")[0]
+    for group in GROUPS + ["eval", "experiment"]:
+        assert f"\n{group}: " in groups, group
+    assert "smollm2_135m" in groups and "factual_dpo" in groups
+    # Schemas, helper groups and machine settings are not options a user picks.
+    for hidden in ("base_", "local.example", "preset:", "grid:", "model_dataset:"):
+        assert hidden not in groups, hidden
     job = subprocess.run(
         [sys.executable, "train.py", "--cfg", "job", "method=cita"],
         cwd=REPO,

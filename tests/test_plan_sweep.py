@@ -1,7 +1,6 @@
 """The grids compose as dry runs: cell counts, validation, and the compose time of the full grid."""
 
 import subprocess
-import time
 
 import pytest
 
@@ -25,13 +24,11 @@ def test_paper_grid_is_7_cells_by_4_models(plan):
     assert len(cells) == 7 and "grid_cita_grit" in cells and "grid_baseline" in cells
 
 
-def test_full_grid_compose_time(plan):
-    """7 cells x 4 models x 10 values: 280 configs composed and validated in under 30 s."""
-    start = time.perf_counter()
+def test_full_grid_composes(plan):
+    """7 cells x 4 models x 10 seeds: 280 configs composed and validated (no timing asserted:
+    plan_sweep prints its own compose time)."""
     jobs = plan(["experiment=paper_grid", "seed=range(10)"])
-    elapsed = time.perf_counter() - start
-    assert len(jobs) == 280
-    assert elapsed < 30, f"{elapsed:.1f} s"
+    assert len(jobs) == 280 and len({tuple(sorted(j)) for j in jobs}) == 280
 
 
 def test_delta_grid(plan):
@@ -52,3 +49,44 @@ def test_multirun_sh_refuses_bad_arguments():
         ["bash", "multirun.sh", "nowhere"], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_a_plain_sweep_without_an_experiment(plan):
+    """The README's sweep: no experiment, so no sweep list of its own (it used to crash)."""
+    jobs = plan(["method=dpo,cita", "optimizer=adamw,grit", "model=llama3_8b,mistral_7b"])
+    assert len(jobs) == 8
+    assert len(plan(["method=dpo"])) == 1
+
+
+def test_plan_sweep_help_and_multirun_dry_run_submit_nothing(tmp_path):
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "scripts/plan_sweep.py", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and "Dry run of a sweep" in out.stdout
+    env = {**__import__("os").environ, "PYTHON": sys.executable}
+    proc = subprocess.run(
+        ["bash", "multirun.sh", "--dry-run", "local", "all", "model=tiny"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "dry run only: 17 cells (local), nothing submitted" in proc.stdout  # 7 + 10 deltas
+    assert not (REPO / "multirun").exists() or not any((REPO / "multirun").iterdir())
+
+
+def test_run_leaf_adds_the_store_only_when_it_is_not_the_default():
+    from alignment.config import run_leaf
+
+    assert run_leaf("model=tiny", "sqlite:///mlflow.db", "alignment") == "model=tiny"
+    other = run_leaf("model=tiny", "sqlite:///other.db", "alignment")
+    assert other.startswith("model=tiny@store-") and len(other) == len("model=tiny@store-") + 8
+    assert other != run_leaf("model=tiny", "sqlite:///mlflow.db", "exp2")
+    assert run_leaf("", "http://u:secret@host:5000", "alignment").startswith("@store-")
+    assert "secret" not in run_leaf("", "http://u:secret@host:5000", "alignment")

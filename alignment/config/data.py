@@ -11,13 +11,30 @@ TOO_LONG = ("drop", "truncate")
 
 
 @dataclass
+class ColumnsConfig:
+    """For `local`: the file's column name for each canonical field (null = the field's own name).
+
+    `rejected: ""` declares SFT data without rejected responses. A misspelt field fails when the
+    config is composed (`dataset.columns.promt=q`).
+    """
+
+    prompt: str | None = None
+    chosen: str | None = None
+    rejected: str | None = None
+    instruction: str | None = None
+    h_w: str | None = None
+    h_l: str | None = None
+    category: str | None = None
+
+
+@dataclass
 class DatasetConfig:
     """A training dataset, selected by loader name (see alignment/data/sources.py).
 
     path: a hub dataset id, or a local .jsonl/.json/.csv file (for the `local` loader and for any
       loader whose hub dataset has been saved to disk).
-    columns: for `local`, maps canonical fields (prompt, chosen, rejected, instruction, h_w, h_l)
-      to the file's column names; unmapped fields use their canonical name.
+    columns: for `local`, the file's column names of the canonical fields (ColumnsConfig), e.g.
+      `dataset.columns.prompt=question`; unmapped fields use their canonical name.
     max_length: prompt + response tokens. too_long says what happens to a longer row: `drop` (the
       default: it is left out and counted, so no response is cut mid-sentence) or `truncate`
       (TRL 1.x's DPO/SFT rule, which the reference trainers used: each prompt + response keeps its
@@ -31,7 +48,7 @@ class DatasetConfig:
     data_dir: str | None = None
     split: str = "train"
     revision: str | None = None
-    columns: dict[str, str] = field(default_factory=dict)
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     max_length: int = 256
     too_long: str = "drop"
     val_fraction: float = 0.1

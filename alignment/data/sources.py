@@ -116,11 +116,9 @@ def load_local(cfg: DatasetConfig) -> list[PreferenceExample]:
     """
     if not cfg.path:
         raise ValueError("dataset.path is required for the 'local' loader")
-    unknown = sorted(set(cfg.columns) - set(CANONICAL))
-    if unknown:
-        raise ValueError(f"dataset.columns has unknown fields {unknown}; known: {list(CANONICAL)}")
-    names = {f: (cfg.columns.get(f, f),) for f in CANONICAL}
-    sft = cfg.columns.get("rejected") == ""
+    mapped = {f: getattr(cfg.columns, f) for f in CANONICAL}
+    names = {f: (f if column is None else column,) for f, column in mapped.items()}
+    sft = mapped["rejected"] == ""
     return _load(cfg, cfg.path, partial(_flat, names=names, sft=sft))
 
 

@@ -7,6 +7,7 @@ second copy of the weights is ever loaded.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
@@ -95,7 +96,11 @@ def load_policy(
         bias="none",
         task_type="CAUSAL_LM",
     )
-    policy = get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft 0.21 reads `is_gradient_checkpointing`, which transformers 5 deprecated: a notice
+        # about library internals that every run would print, with nothing for a user to do.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        policy = get_peft_model(model, lora)
     n_train = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in policy.parameters())
     log.info("model %s: %d trainable of %d parameters", cfg.name, n_train, n_all)
