@@ -1,7 +1,7 @@
 """The paper report: MLflow runs -> results table (Markdown, CSV) and figures (PNG).
 
     python experiments/report.py --uri sqlite:///mlflow.db --experiment paper_grid \
-        [--delta-experiment factual_dpo_delta_grid] [--out experiments/results/paper_grid]
+        [--delta-experiment factual_dpo_delta_grid] [--out outputs/reports/paper_grid]
 
 Every number comes from MLflow. A grid cell is the run's `grid_cell` tag (conf/experiment/
 grid_*.yaml), else `<method>` or `<method>_grit` from the method/optimizer tags; seeds of the
@@ -46,7 +46,7 @@ def load_runs(client: MlflowClient, experiment: str) -> pd.DataFrame:
     rows = []
     for run in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'"):
         tags = run.data.tags
-        if tags.get("kind") == "report":
+        if tags.get("kind") in ("report", "sweep"):  # the report's own run, a sweep's parent run
             continue
         method, optimizer = tags.get("method", "?"), tags.get("optimizer", "")
         cell = tags.get("grid_cell") or (f"{method}_grit" if optimizer == "grit" else method)
@@ -267,11 +267,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiment", default="paper_grid")
     p.add_argument("--delta-experiment", default=None, help="experiment of the Δ sweep")
     p.add_argument("--aqi-metric", default="eval/aqi/chi_sil/overall")
-    p.add_argument("--out", default=None, help="default: experiments/results/<experiment>")
+    p.add_argument("--out", default=None, help="default: outputs/reports/<experiment>")
     p.add_argument("--no-log", action="store_true", help="do not log to the report run")
     args = p.parse_args(argv)
+    db = args.uri.removeprefix("sqlite:///") if args.uri.startswith("sqlite:///") else None
+    if db is not None and not Path(db).is_file():  # MlflowClient would create an empty store
+        raise SystemExit(
+            f"error: no MLflow store at {db} (give --uri sqlite:///<path> or http://...)"
+        )
     client = MlflowClient(args.uri)
-    out = Path(args.out or Path(__file__).parent / "results" / args.experiment)
+    out = Path(args.out or Path("outputs") / "reports" / args.experiment)
     files = build_report(client, args, out)
     print(f"wrote {len(files)} files to {out}")
     if not args.no_log:

@@ -26,16 +26,15 @@ class SweepParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not config.tracking.enabled:
             return
-        from mlflow.tracking import MlflowClient
+        from alignment.config.run import TrackingConfig
+        from alignment.tracking import Tracker
 
-        from alignment.tracking import resolve_uri
-
-        sweep_id = Path(str(config.hydra.sweep.dir)).name
-        self.client = MlflowClient(resolve_uri(config.tracking.uri))
-        exp = self.client.get_experiment_by_name(config.tracking.experiment)
-        exp_id = (
-            exp.experiment_id if exp else self.client.create_experiment(config.tracking.experiment)
-        )
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_id = sweep_dir.name
+        cfg = TrackingConfig(uri=config.tracking.uri, experiment=config.tracking.experiment)
+        tracker = Tracker(cfg, sweep_dir)  # creates the experiment as a run would (artifacts)
+        self.client = tracker.client
+        exp_id = tracker.experiment_id()
         overrides = " ".join(config.hydra.overrides.task)
         run = self.client.create_run(
             exp_id,
