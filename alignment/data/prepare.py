@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from alignment.config import RunConfig
 from alignment.data.formatting import EncodedExample, encode_examples, filter_long
+from alignment.data.quality import dedupe, name_rows, train_val_overlap
 from alignment.data.sources import DATASETS, require_flags, split_train_val
 from alignment.data.types import DataError, PreferenceExample
 from alignment.methods import Method
@@ -123,7 +124,11 @@ def prepare_data(
         examples, transformed = method.transform(cfg.method, examples)
         counts.update({f"data/{k}": float(v) for k, v in transformed.items()})
         log.info("%s data transform: %s", method.name, transformed)
+    source = cfg.dataset.path or cfg.dataset.name
+    examples, found = dedupe(examples, source, pairs=method.needs_pairs, remove=cfg.dataset.dedupe)
+    counts.update(found)
     train_ex, val_ex = split_train_val(examples, cfg.dataset.val_fraction, cfg.dataset.split_seed)
+    counts.update(train_val_overlap(train_ex, val_ex, source))
     splits = {}
     for name, exs in (("train", train_ex), ("val", val_ex)):
         if not exs:
@@ -132,13 +137,16 @@ def prepare_data(
         keep, dropped = filter_long(encoded, cfg.dataset.max_length)
         counts[f"data/{name}_filtered_too_long"] = float(dropped)
         if dropped:
+            kept = set(keep)
+            rows = [ex.origin or f"{source}:?" for i, ex in enumerate(exs) if i not in kept]
             log.warning(
-                "%s: dropped %d of %d %s rows longer than dataset.max_length=%d tokens",
-                cfg.dataset.name,
+                "%s: dropped %d of %d %s rows longer than dataset.max_length=%d tokens: %s",
+                source,
                 dropped,
                 len(encoded),
                 name,
                 cfg.dataset.max_length,
+                name_rows(rows),
             )
         if keep:
             splits[name] = _to_dataset(encoded, keep)
