@@ -79,6 +79,9 @@ def to_config(dcfg: DictConfig) -> Any:
     """The composed config as its schema's object (RunConfig, EvaluateConfig), checked."""
     for message in appended_keys(dcfg):
         raise ConfigError(f"{message} (keys added with + must exist in the schema)")
+    # to_object would quietly replace a ??? value by the field's default (often None).
+    for key in sorted(OmegaConf.missing_keys(dcfg)):
+        raise ConfigError(f"{key} is required (??? in the config): set {key}=...")
     for key, value in walk_strings(OmegaConf.to_container(dcfg, resolve=False)):
         if problem := credential_problem(key, value):
             raise ConfigError(problem)

@@ -115,10 +115,11 @@ def load_local(cfg: DatasetConfig) -> list[PreferenceExample]:
     Mapping `rejected` to "" declares SFT data without rejected responses.
     """
     if not cfg.path:
-        raise ValueError("dataset.path is required for the 'local' loader")
+        raise DataError("dataset=local", None, None, "needs dataset.path=<a .jsonl/.json/.csv>")
     unknown = sorted(set(cfg.columns) - set(CANONICAL))
     if unknown:
-        raise ValueError(f"dataset.columns has unknown fields {unknown}; known: {list(CANONICAL)}")
+        problem = f"has unknown fields {unknown}; known: {list(CANONICAL)}"
+        raise DataError("dataset=local", None, "dataset.columns", problem)
     names = {f: (cfg.columns.get(f, f),) for f in CANONICAL}
     sft = cfg.columns.get("rejected") == ""
     return _load(cfg, cfg.path, partial(_flat, names=names, sft=sft))

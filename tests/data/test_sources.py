@@ -252,7 +252,7 @@ def test_local_errors(tmp_path):
     path = jsonl(tmp_path / "x.jsonl", [{"prompt": "p", "chosen": "c", "rejected": ""}])
     with pytest.raises(DataError, match=r"x\.jsonl:1: field 'rejected' is empty"):
         load("local", path)
-    with pytest.raises(ValueError, match=r"dataset.columns has unknown fields \['promt'\]"):
+    with pytest.raises(DataError, match=r"dataset.columns' has unknown fields \['promt'\]"):
         load("local", path, columns={"promt": "q"})
     (sft,) = load("local", path, columns={"rejected": ""})
     assert sft.rejected == ""
