@@ -2,13 +2,14 @@
 
 `to_config` is the one conversion: it rejects keys appended with `+` to a schema node (Hydra's
 `+` writes past the struct flag, and `OmegaConf.to_object` would then keep the stray key as an
-attribute nobody reads), then runs every schema's `__post_init__` checks. Any problem becomes a
+attribute nobody reads) and `???` values left unset, then the secret checks of
+alignment/config/secrets.py, then every schema's `__post_init__` checks. Any problem becomes a
 `ConfigError` whose message is one line naming the key.
 
-`CheckBeforeRun` (a Hydra callback in conf/train.yaml and conf/evaluate.yaml) runs the same
-checks, and the secret checks of alignment/config/secrets.py, in `on_run_start`: after
-composition but before Hydra creates the output directory, writes `.hydra/*.yaml` and opens
-the job's log file, so a rejected config leaves nothing behind. `cli` wraps an entry point so
+`CheckBeforeRun` (a Hydra callback in conf/train.yaml and conf/evaluate.yaml) runs `to_config`
+in `on_run_start`: after composition but before Hydra creates the output directory, writes
+`.hydra/*.yaml` and opens the job's log file, so a rejected config leaves nothing behind (a
+sweep's cells are checked in their jobs; their command-line values for secrets up front). `cli` wraps an entry point so
 that Hydra's own composition errors (a misspelt key, a wrong type, an unknown option) also end
 in one `error: ...` line instead of a traceback.
 """
