@@ -1,31 +1,43 @@
 """Train one alignment run: `python train.py method=cita optimizer=grit model=llama3_8b`.
 
-`python train.py --help` lists the config groups; `--cfg job` prints the composed config.
+`python train.py --help` lists the config groups; `--cfg job` prints the composed config;
+`python train.py rerun=<MLflow run id>` trains a logged run again, into a new run.
 """
 
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from alignment.config import RunConfig, register_configs
+from alignment.config.cli import ConfigError, cli, to_config
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(dcfg: DictConfig) -> float | None:
-    cfg: RunConfig = OmegaConf.to_object(dcfg)
+    try:
+        cfg: RunConfig = to_config(dcfg)  # every schema check; one line naming the key
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
     # Heavy imports only after the config is known to be valid.
     from alignment.data.types import DataError
+    from alignment.guards import NonFiniteError
     from alignment.pipeline import run_training
+    from alignment.rerun import RerunError, check_rerun
 
     try:
+        if cfg.rerun:
+            check_rerun(cfg)  # warns when the code or the config differ from the original's
         return run_training(cfg)
-    except (DataError, FileNotFoundError) as err:
-        # Bad input: one line naming the file, row and field; nothing has been trained yet.
+    except (DataError, FileNotFoundError, NonFiniteError, RerunError) as err:
+        # Bad input: one line naming the file, row and field, before anything is trained.
+        # A non-finite loss or gradient: the step and the quantity (the MLflow run is FAILED).
         raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":
-    main()
+    from alignment.rerun import expand_rerun
+
+    cli(main, prepare=expand_rerun)  # rerun=<id> becomes that run's own overrides

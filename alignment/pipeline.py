@@ -18,9 +18,11 @@ from transformers import TrainingArguments, set_seed
 from transformers.trainer_callback import ProgressCallback
 
 from alignment.config import RunConfig
+from alignment.config.secrets import scrub
 from alignment.data.collate import Collator
 from alignment.data.prepare import PreparedData, prepare_data
 from alignment.evaluation.runner import run_eval
+from alignment.guards import NonFiniteError, NonFiniteGuard, failure_line
 from alignment.methods import Method, get_method
 from alignment.models import load_base, load_policy, load_tokenizer, pick_device
 from alignment.optim import trainer_max_grad_norm
@@ -53,6 +55,9 @@ def training_args(
         warmup_steps=opt.warmup_steps or opt.warmup_ratio,
         max_grad_norm=trainer_max_grad_norm(opt),  # 0 when the optimizer clips itself
         logging_steps=t.logging_steps,
+        # Off: the filter re-logs a NaN loss as the running mean (0 right after a logging step)
+        # and syncs on every micro-batch; alignment/guards.py checks each optimizer step instead.
+        logging_nan_inf_filter=False,
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         eval_strategy="steps" if eval_on else "no",
@@ -115,6 +120,11 @@ def run_training(cfg: RunConfig) -> float | None:
                 has_adapter=method.trains,
                 step=step,
             )
+    except Exception as err:
+        if tracker is not None:  # failed, not killed: say why in the run itself
+            tracker.set_tags({"failure": failure_line(err)})
+            tracker.end("FAILED")
+        raise
     except BaseException:
         if tracker is not None:
             tracker.end("KILLED")
@@ -134,7 +144,8 @@ def _start_tracking(cfg: RunConfig, out: Path, data: PreparedData) -> Tracker | 
     tracker.log_metrics(data.counts, step=0)
     out.mkdir(parents=True, exist_ok=True)
     resolved = out / "resolved_config.yaml"
-    resolved.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    # Scrubbed: a tag or run name may carry an interpolated ${oc.env:...} secret.
+    resolved.write_text(yaml.safe_dump(scrub(dataclasses.asdict(cfg)), sort_keys=False))
     tracker.log_artifact(resolved)
     if (out / ".hydra").is_dir():  # the composed config and the overrides, as Hydra wrote them
         tracker.log_artifact(out / ".hydra", ".hydra")
@@ -167,6 +178,7 @@ def build_trainer(
         method_cfg=cfg.method,
         optimizer_cfg=cfg.optimizer,
         completion_only_logits=cfg.train.completion_only_logits,
+        guard=NonFiniteGuard(cfg.train.nan_policy, cfg.train.max_consecutive_skips),
     )
     trainer.remove_callback(ProgressCallback)  # the bar shows three numbers, not every log dict
     trainer.add_callback(TrainProgress)
@@ -183,7 +195,11 @@ def _train(
     last = last_complete_checkpoint(out / "checkpoints")
     if last:
         log.info("resuming from %s", last)
-    trainer.train(resume_from_checkpoint=last)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    except NonFiniteError as err:  # nothing after the last finite step was saved
+        kept = last_complete_checkpoint(out / "checkpoints") or "none saved yet"
+        raise NonFiniteError(f"{err}; last checkpoint: {kept}") from None
     model = trainer.model
     adapter_dir = out / "adapter"
     model.save_pretrained(adapter_dir)

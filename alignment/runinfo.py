@@ -28,6 +28,7 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
         "git_dirty": dirty,
         "mlflow.source.git.commit": sha,
         **get_method(cfg.method).tags(cfg.method),
+        **({"rerun_of": cfg.rerun} if cfg.rerun else {}),
     }
 
 

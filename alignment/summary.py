@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import resource
 from pathlib import Path
 
@@ -23,8 +24,11 @@ def peak_memory_gb() -> float:
 
 
 def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
-    """Mean of the first and of the last quarter of the logged values (at least one each)."""
-    values = [h[key] for h in history if key in h]
+    """Mean of the first and of the last quarter of the logged values (at least one each).
+
+    Non-finite values (steps that train.nan_policy=skip_step dropped) are left out; the summary
+    reports how many steps were skipped."""
+    values = [h[key] for h in history if key in h and math.isfinite(h[key])]
     if not values:
         return None
     n = max(1, len(values) // 4)
@@ -53,6 +57,7 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
         "mlflow_uri": tracker.uri if tracker else None,
     }
     summary["peak_memory_gb"] = peak_memory_gb()
+    summary["skipped_steps"] = trainer.guard.skipped
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if tracker is not None:
         tracker.log_metrics(
@@ -70,6 +75,8 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
         )
     if acc:
         lines.append(f"  reward accuracy {acc[0]:.3f} -> {acc[1]:.3f}")
+    if trainer.guard.skipped:
+        lines.append(f"  skipped steps   {trainer.guard.skipped} (non-finite; train.nan_policy)")
     for row in samples[:1]:
         lines.append(f"  prompt          {row['prompt']}")
         lines.append(f"    before        {row['before'][:160]!r}")

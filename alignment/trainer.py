@@ -1,10 +1,12 @@
 """Glue over transformers' Trainer: plugs in a registered method's loss and our optimizer.
 
-The subclass overrides four narrow hooks only: `compute_loss` (policy log-probs once, reference
+The subclass overrides five narrow hooks only: `compute_loss` (policy log-probs once, reference
 log-probs only if the method needs them, then the method's loss), `create_optimizer` (our
-builder, GRIT included), `log` (adds the method's diagnostics) and `get_batch_samples` (counts
+builder, GRIT included), `log` (adds the method's diagnostics), `get_batch_samples` (counts
 the response tokens of the whole gradient-accumulation window, so that token-averaged losses give
-the same gradient whatever the micro-batch size). Checkpointing, resume,
+the same gradient whatever the micro-batch size) and `training_step` (hands the loss and, once
+the window's gradients are complete, the parameters to the non-finite guard, alignment/guards.py;
+a skipped window's diagnostics are dropped with it). Checkpointing, resume,
 gradient accumulation, schedulers and length-grouped sampling are the Trainer's own.
 Diagnostics are summed on the device and read back once per logging step, so a training step
 never waits on a host-device synchronisation for logging.
@@ -20,6 +22,7 @@ from transformers import Trainer
 
 from alignment.config import MethodConfig, OptimizerConfig
 from alignment.forward import forward_logps
+from alignment.guards import NonFiniteGuard
 from alignment.losses import token_kl_full_vocab
 from alignment.methods import Method, PolicyBatch
 from alignment.optim import Preconditioner, build_optimizer
@@ -33,19 +36,22 @@ class AlignmentTrainer(Trainer):
         method_cfg: MethodConfig,
         optimizer_cfg: OptimizerConfig,
         completion_only_logits: bool = True,
+        guard: NonFiniteGuard | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.method, self.method_cfg, self.optimizer_cfg = method, method_cfg, optimizer_cfg
         self.completion_only = completion_only_logits
         self.preconditioner: Preconditioner | None = None
+        self.guard = guard if guard is not None else NonFiniteGuard()
+        self._trainable: list[torch.nn.Parameter] | None = None
         # Our loss is already a per-batch mean: let the Trainer divide by grad_accum itself.
         self.model_accepts_loss_kwargs = False
-        self._sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
-        self._counts: dict[str, dict[str, int]] = {
-            "train": defaultdict(int),
-            "eval": defaultdict(int),
-        }
+        # Training diagnostics collect per accumulation window and join "train" once the guard
+        # accepts the window.
+        modes = ("train", "eval", "window")
+        self._sums: dict[str, dict[str, torch.Tensor]] = {m: {} for m in modes}
+        self._counts: dict[str, dict[str, int]] = {m: defaultdict(int) for m in modes}
         self._last_log_time = time.perf_counter()
         self.reference_forwards = 0
         # Response tokens per micro-batch, averaged over the current accumulation window.
@@ -73,7 +79,7 @@ class AlignmentTrainer(Trainer):
             self._add_reference(model, inputs, batch, logits)
         out = method.loss(cfg, batch)
         loss = out.loss
-        mode = "train" if model.training else "eval"
+        mode = "window" if model.training else "eval"
         self._accumulate(mode, out.metrics, inputs)
         if self.preconditioner is not None and model.training:
             self.preconditioner.observe_loss(loss.detach())
@@ -82,6 +88,19 @@ class AlignmentTrainer(Trainer):
                 loss = loss + reg
                 self._accumulate(mode, {"grit/regularizer": reg.detach()}, None)
         return (loss, {}) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.guard.observe_loss(loss)
+        if self.accelerator.sync_gradients:  # the window's last backward: gradients complete
+            if self._trainable is None:
+                self._trainable = [p for p in self.model.parameters() if p.requires_grad]
+            step = self.state.global_step + 1
+            accepted = self.guard.check_window(
+                step, self._trainable, self.preconditioner is not None
+            )
+            self._end_window(accepted)
+        return loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
@@ -103,6 +122,8 @@ class AlignmentTrainer(Trainer):
             counts.clear()
         if mode == "train" and self.preconditioner is not None:
             logs.update(self.preconditioner.metrics())
+        if mode == "train":
+            logs.update(self.guard.log_fields())
         logs["reference_forwards"] = float(self.reference_forwards)
         super().log(logs, start_time)
 
@@ -148,6 +169,16 @@ class AlignmentTrainer(Trainer):
         if kind == "response":
             return inputs["labels"] != -100
         return None
+
+    def _end_window(self, accepted: bool) -> None:
+        window, window_counts = self._sums["window"], self._counts["window"]
+        if accepted:
+            sums, counts = self._sums["train"], self._counts["train"]
+            for name, total in window.items():
+                sums[name] = sums[name] + total if name in sums else total
+                counts[name] += window_counts[name]
+        window.clear()
+        window_counts.clear()
 
     def _accumulate(self, mode: str, metrics: dict[str, torch.Tensor], inputs: dict | None) -> None:
         sums, counts = self._sums[mode], self._counts[mode]

@@ -100,6 +100,14 @@ COVERAGE: dict[str, tuple[str, str]] = {
     "python train.py --cfg job": (RUN, "fast"),
     "python evaluate.py --cfg job": (RUN, "fast"),
     "python train.py -m method=dpo,cita model=tiny seed=0,1": (RUN, "slow"),
+    "python train.py rerun=<mlflow run id>": (
+        TEST,
+        "tests/test_rerun.py::test_rerun_trains_the_same_curve_into_a_new_run",
+    ),
+    "python train.py rerun=<run id>": (
+        TEST,
+        "tests/test_rerun.py::test_rerun_trains_the_same_curve_into_a_new_run",
+    ),
     # README: hub models and data
     "python train.py model=llama3_8b model.hub_id=meta-llama/Llama-3.1-8B-Instruct": (COMPOSE, ""),
     "python train.py dataset=hh_rlhf dataset.data_dir=helpful-base dataset.max_length=1024": (

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING
 
+from alignment.config.checks import check, check_choice
+
 PROMPT_SOURCES = ("first_human", "prompt_plus_instruction")
 TOO_LONG = ("drop", "truncate")
 
@@ -41,6 +43,10 @@ class DatasetConfig:
       first max_length tokens; a row whose prompt alone fills max_length is still dropped).
     split_seed: the train/validation split is fixed by this seed, independently of the run seed,
       so every cell of a grid sees the same split.
+    dedupe: drop repeated pairs (same prompt, instruction, chosen and rejected; the first is
+      kept) and pairs whose chosen equals their rejected, before the split, so no pair sits in
+      both train and validation. Off, they are only counted (data/duplicate_rows,
+      data/chosen_equals_rejected, data/train_val_overlap) and warned about.
     """
 
     name: str = MISSING
@@ -56,15 +62,12 @@ class DatasetConfig:
     max_examples: int | None = None
     # alignment-instructions only: where the user turn X comes from (see spec/cita.md section 3).
     prompt_source: str = "first_human"
+    dedupe: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_length < 8:
-            raise ValueError(f"dataset.max_length must be >= 8, got {self.max_length}")
-        if self.too_long not in TOO_LONG:
-            raise ValueError(f"dataset.too_long must be one of {TOO_LONG}, got {self.too_long!r}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.prompt_source not in PROMPT_SOURCES:
-            raise ValueError(
-                f"dataset.prompt_source must be one of {PROMPT_SOURCES}, got {self.prompt_source!r}"
-            )
+        check("dataset.max_length", self.max_length, ge=8)
+        check("dataset.val_fraction", self.val_fraction, ge=0, lt=1)
+        check("dataset.split_seed", self.split_seed, ge=0)
+        check("dataset.max_examples", self.max_examples, ge=1)
+        check_choice("dataset.prompt_source", self.prompt_source, PROMPT_SOURCES)
+        check_choice("dataset.too_long", self.too_long, TOO_LONG)

@@ -17,6 +17,9 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
+from alignment.config.checks import check
+from alignment.config.secrets import check_env_name
+
 AQI_VARIANTS = ("chi_sil", "xb_chi")
 POOLINGS = ("mean_masked", "mean_unmasked", "last", "cls")
 PROTOCOLS = ("prompt", "response")
@@ -47,10 +50,12 @@ class GenerationConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("generation.max_new_tokens and generation.batch_size must be >= 1")
-        if self.temperature < 0 or not 0.0 < self.top_p <= 1.0:
-            raise ValueError("generation.temperature must be >= 0 and top_p in (0, 1]")
+        # The same schema serves eval.aqi.generation and eval.judge.generation.
+        for key in ("max_new_tokens", "batch_size"):
+            check(f"eval.*.generation.{key}", getattr(self, key), ge=1)
+        check("eval.*.generation.temperature", self.temperature, ge=0)
+        check("eval.*.generation.top_p", self.top_p, gt=0, le=1)
+        check("eval.*.generation.seed", self.seed, ge=0)
 
 
 @dataclass
@@ -97,12 +102,11 @@ class AqiConfig:
         _check_choice("eval.aqi.pooling", self.pooling, POOLINGS)
         _check_choice("eval.aqi.protocol", self.protocol, PROTOCOLS)
         _check_choice("eval.aqi.reducer", self.reducer, REDUCERS)
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"eval.aqi.gamma must be in [0, 1], got {self.gamma}")
-        if self.samples_per_category < 1 or self.batch_size < 1 or self.max_length < 8:
-            raise ValueError(
-                "eval.aqi.samples_per_category and batch_size must be >= 1, max_length >= 8"
-            )
+        check("eval.aqi.gamma", self.gamma, ge=0, le=1)
+        for key in ("samples_per_category", "batch_size"):
+            check(f"eval.aqi.{key}", getattr(self, key), ge=1)
+        check("eval.aqi.max_length", self.max_length, ge=8)
+        check("eval.aqi.seed", self.seed, ge=0)
 
 
 @dataclass
@@ -129,8 +133,8 @@ class TruthfulQAConfig:
 
     def __post_init__(self) -> None:
         _check_choice("eval.truthfulqa.prompt_style", self.prompt_style, PROMPT_STYLES)
-        if self.batch_size < 1 or (self.max_questions is not None and self.max_questions < 1):
-            raise ValueError("eval.truthfulqa.batch_size and max_questions must be >= 1")
+        check("eval.truthfulqa.batch_size", self.batch_size, ge=1)
+        check("eval.truthfulqa.max_questions", self.max_questions, ge=1)
 
 
 @dataclass
@@ -182,12 +186,14 @@ class JudgeConfig:
             _check_choice("eval.judge.tasks", task, JUDGE_TASKS)
         if self.backend == "openai" and not self.base_url:
             raise ValueError("eval.judge.base_url is required for backend=openai")
-        if self.temperature != 0.0:
-            raise ValueError("eval.judge.temperature must be 0 (verdicts must be reproducible)")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"eval.judge.threshold must be in (0, 1), got {self.threshold}")
-        if self.max_samples < 1 or self.bootstrap_samples < 1 or self.max_new_tokens < 1:
-            raise ValueError("eval.judge.max_samples, bootstrap_samples, max_new_tokens >= 1")
+        check_env_name("eval.judge.api_key_env", self.api_key_env)
+        # Verdicts must be reproducible: greedy only.
+        check("eval.judge.temperature", self.temperature, ge=0, le=0)
+        check("eval.judge.threshold", self.threshold, gt=0, lt=1)
+        check("eval.judge.timeout_s", self.timeout_s, gt=0)
+        for key in ("max_samples", "bootstrap_samples", "max_new_tokens"):
+            check(f"eval.judge.{key}", getattr(self, key), ge=1)
+        check("eval.judge.seed", self.seed, ge=0)
 
 
 @dataclass

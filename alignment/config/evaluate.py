@@ -34,6 +34,8 @@ class EvaluateConfig(RunConfig):
         super().__post_init__()
         if self.run and self.adapter:
             raise ValueError("give either run=<MLflow run id> or adapter=<path>, not both")
+        if self.rerun:
+            raise ValueError("rerun=<id> is a train.py option; evaluate.py takes run=<id>")
         from alignment.methods import METHODS  # the registry knows which methods train
 
         if not (self.run or self.adapter) and METHODS.get(self.method.name).trains:

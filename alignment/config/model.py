@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING
 
+from alignment.config.checks import check
+
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SOURCES = ("hub", "gguf", "tiny")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -22,10 +24,9 @@ class LoraConfig:
     target_modules: list[str] = field(default_factory=lambda: list(LLAMA_PROJECTIONS))
 
     def __post_init__(self) -> None:
-        if self.r < 1:
-            raise ValueError(f"model.lora.r must be >= 1, got {self.r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.lora.dropout must be in [0, 1), got {self.dropout}")
+        check("model.lora.r", self.r, ge=1)
+        check("model.lora.alpha", self.alpha, gt=0)
+        check("model.lora.dropout", self.dropout, ge=0, lt=1)
         if not self.target_modules:
             raise ValueError("model.lora.target_modules must name at least one module")
 
@@ -75,3 +76,5 @@ class ModelConfig:
             raise ValueError(f"model {self.name!r}: source=hub needs model.hub_id")
         if self.source == "gguf" and not (self.gguf_package and self.gguf_file):
             raise ValueError(f"model {self.name!r}: source=gguf needs gguf_package and gguf_file")
+        for key in ("tiny_hidden", "tiny_layers", "tiny_vocab"):
+            check(f"model.{key}", getattr(self, key), ge=1)

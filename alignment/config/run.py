@@ -7,11 +7,14 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from alignment.config.checks import check, check_choice
 from alignment.config.data import DatasetConfig
 from alignment.config.eval import EvalConfig
 from alignment.config.method import MethodConfig
 from alignment.config.model import ModelConfig
 from alignment.config.optim import OptimizerConfig
+
+NAN_POLICIES = ("stop", "skip_step")
 
 
 @dataclass
@@ -43,16 +46,24 @@ class TrainConfig:
     # After training, answer this many held-out harmful prompts (plus one benign) with the
     # adapters off and on, and log the pairs (samples.md). 0 skips it.
     samples: int = 2
+    # A non-finite loss or gradient norm: `stop` ends the run at that step, before the optimizer
+    # step (the last checkpoint stays the last finite one; the MLflow run ends FAILED);
+    # `skip_step` drops that optimizer step (counted as train/skipped_steps) and stops once
+    # max_consecutive_skips steps in a row were non-finite.
+    nan_policy: str = "stop"
+    max_consecutive_skips: int = 5
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("train.batch_size and train.grad_accum must be >= 1")
-        if self.reference not in ("auto", "cached", "online"):
-            raise ValueError(
-                f"train.reference must be auto, cached or online, got {self.reference!r}"
-            )
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        for key in ("batch_size", "grad_accum", "logging_steps", "save_steps", "save_total_limit"):
+            check(f"train.{key}", getattr(self, key), ge=1)
+        check("train.epochs", self.epochs, gt=0)
+        check("train.max_steps", self.max_steps, ge=-1)  # -1 (or 0): train for `epochs`
+        for key in ("eval_steps", "torch_threads", "samples"):
+            check(f"train.{key}", getattr(self, key), ge=0)
+        check_choice("train.reference", self.reference, ("auto", "cached", "online"))
+        check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("train.nan_policy", self.nan_policy, NAN_POLICIES)
+        check("train.max_consecutive_skips", self.max_consecutive_skips, ge=1)
 
 
 @dataclass
@@ -73,6 +84,9 @@ class RunConfig:
     seed: int = 0
     # Free text that only separates runs: a new tag is a new output directory and MLflow run.
     tag: str = ""
+    # `python train.py rerun=<MLflow run id>`: train that run again, from its logged overrides,
+    # into a new run tagged rerun_of=<id> (alignment/rerun.py).
+    rerun: str | None = None
     output_dir: str = MISSING
     cache_dir: str = "~/.cache/alignment-lab"
     eval_after_train: bool = False
@@ -87,6 +101,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        check("seed", self.seed, ge=0)
         if not isinstance(self.method, MethodConfig):
             raise TypeError(f"method must be a MethodConfig, got {type(self.method).__name__}")
         if not isinstance(self.optimizer, OptimizerConfig):

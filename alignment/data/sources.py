@@ -115,7 +115,7 @@ def load_local(cfg: DatasetConfig) -> list[PreferenceExample]:
     Mapping `rejected` to "" declares SFT data without rejected responses.
     """
     if not cfg.path:
-        raise ValueError("dataset.path is required for the 'local' loader")
+        raise DataError("dataset=local", None, None, "needs dataset.path=<a .jsonl/.json/.csv>")
     mapped = {f: getattr(cfg.columns, f) for f in CANONICAL}
     names = {f: (f if column is None else column,) for f, column in mapped.items()}
     sft = mapped["rejected"] == ""

@@ -235,6 +235,11 @@ class OpenAIJudge:
         )
         self.temperature = temperature
         self.prob_fallbacks = 0
+        if api_key_env and api_key_env not in os.environ:
+            logger.warning(
+                "eval.judge.api_key_env names $%s, which is not set: requests go without a key",
+                api_key_env,
+            )
 
     def __repr__(self) -> str:
         return f"OpenAIJudge(base_url={self.base_url!r}, model_id={self.model_id!r})"
