@@ -121,7 +121,7 @@ def run_training(cfg: RunConfig) -> float | None:
             from alignment.evaluation.runner import run_eval
             from alignment.models import load_base
 
-            key = f"run:{tracker.run_id}" if tracker else f"dir:{out.resolve()}"
+            key = f"run:{tracker.run_id}" if tracker and tracker.run_id else f"dir:{out.resolve()}"
             model = model if model is not None else load_base(cfg.model, cfg.cache_dir, device)
             run_eval(
                 cfg,
