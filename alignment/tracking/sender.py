@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 from mlflow.tracking import MlflowClient
 
 from alignment.tracking.journal import Journal, Record
@@ -176,6 +177,7 @@ class Sender:
             rec.ts,
         )
         self.journal.set_run_id(run_id)
+        self.sent += 1
         log.info("MLflow run %s created (%s)", run_id, redact(self.uri))
         return run_id
 
@@ -212,7 +214,7 @@ class Sender:
         elif rec.kind == "artifact":
             path = (self.journal.run_dir / rec.key).resolve()
             if not path.exists():
-                raise MlflowException(f"{path} no longer exists", "RESOURCE_DOES_NOT_EXIST")
+                raise MlflowException(f"{path} no longer exists", RESOURCE_DOES_NOT_EXIST)
             if path.is_dir():
                 client.log_artifacts(run_id, str(path), rec.text)
             else:

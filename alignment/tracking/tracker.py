@@ -242,8 +242,8 @@ class Tracker:
         journal = self.journal
         if self._dups[0]:
             log.info(
-                "%d points were logged again at a (key, step) the run already had (a resumed "
-                "or repeated run); the first is kept (%d had another value)",
+                "%d points repeated a (key, step) the run already had; the first of each is "
+                "kept (%d had another value)",
                 *self._dups,
             )
         failed = journal.counts().get("failed", 0)
