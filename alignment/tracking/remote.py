@@ -4,7 +4,8 @@ errors are worth retrying, and finding or creating a journal's run exactly once.
 MLflow's REST client retries a failed request MLFLOW_HTTP_REQUEST_MAX_RETRIES=7 times with
 MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=2 (about 4 minutes against a dead server) and waits up to
 MLFLOW_HTTP_REQUEST_TIMEOUT=120 s for each answer. The sender has its own backoff and training
-never waits on it, so the process makes one attempt of at most REQUEST_TIMEOUT_S instead. These
+never waits on it, so the process makes one attempt of at most REQUEST_TIMEOUT_S instead
+(long enough for a server that 50 writers keep busy; a dead one refuses at once). These
 are environment variables read at each request (there is no per-client setting), so they hold
 for the whole process; a value the user exported is kept.
 """
@@ -20,16 +21,16 @@ from mlflow.tracking import MlflowClient
 
 from alignment.tracking.redaction import redact
 
-REQUEST_TIMEOUT_S = 10
+REQUEST_TIMEOUT_S = 30
 JOURNAL_TAG = "alignment.journal_id"
 # MLflow judged the request itself (a bad value, a param that would change): sending it again
-# gets the same answer. Anything else (refused connection, timeout, 5xx, a locked sqlite file)
-# may pass later, so the record stays in the journal.
+# gets the same answer. Anything else may pass later, so the record stays in the journal:
+# refused connections, timeouts, 5xx, a locked sqlite file, and BAD_REQUEST, which the SQL store
+# also returns for a database error, e.g. a UNIQUE race between two server processes when a
+# timed-out request and its retry of the same params run at once.
 _REJECTED = {
     "INVALID_PARAMETER_VALUE",
-    "RESOURCE_DOES_NOT_EXIST",
     "RESOURCE_ALREADY_EXISTS",
-    "BAD_REQUEST",
     "INVALID_STATE",
     "MALFORMED_REQUEST",
 }
@@ -58,6 +59,8 @@ def describe(err: BaseException) -> str:
     """One short line for a failed call (MLflow's own messages run to several hundred
     characters of URL and urllib3 internals), with credentials masked."""
     text = str(err)
+    if not isinstance(err, MlflowException):
+        text = f"{type(err).__name__}: {text}"
     for marker, short in (
         ("Connection refused", "connection refused"),
         ("Max retries exceeded", "no connection"),

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 from mlflow.tracking import MlflowClient
 
 from alignment.tracking.journal import Journal, Record
@@ -32,6 +31,15 @@ PAGE = 2000
 LIMITS = {"metric": 1000, "param": 100, "tag": 100}  # MLflow's log_batch limits
 BACKOFF_START_S, BACKOFF_CAP_S, ENDING_CAP_S = 0.5, 10.0, 1.0
 TAG_ON_CONFLICT = "tag_on_conflict"
+
+
+class Rejected(Exception):
+    """A record that can never be sent as it stands (an artifact whose file is gone)."""
+
+
+class RunMissing(Exception):
+    """The server does not know the run (another server, a wiped store): the records stay
+    unsent, to be replayed where the run lives (`sync --uri`), never marked as rejected."""
 
 
 def batches(records: list[Record]) -> Iterator[list[Record]]:
@@ -106,6 +114,10 @@ class Sender:
                 break
             time.sleep(0.05)
         return self.journal.unsent()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -186,12 +198,15 @@ class Sender:
         self.journal.mark(seqs, "inflight")
         try:
             self._call(run_id, group)
-        except MlflowException as err:
-            if not is_rejection(err):
+        except (MlflowException, Rejected) as err:
+            if isinstance(err, MlflowException) and err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise RunMissing(f"run {run_id} does not exist at {redact(self.uri)}") from err
+            if not isinstance(err, Rejected) and not is_rejection(err):
                 raise
-            if len(group) > 1:  # find the record MLflow objects to; send the others
-                for rec in group:
-                    self._send(run_id, [rec])
+            if len(group) > 1:  # bisect to the record MLflow objects to; send the others
+                half = len(group) // 2
+                self._send(run_id, group[:half])
+                self._send(run_id, group[half:])
                 return
             self._rejected(run_id, group[0], err)
             return
@@ -214,7 +229,7 @@ class Sender:
         elif rec.kind == "artifact":
             path = (self.journal.run_dir / rec.key).resolve()
             if not path.exists():
-                raise MlflowException(f"{path} no longer exists", RESOURCE_DOES_NOT_EXIST)
+                raise Rejected(f"{path} no longer exists")
             if path.is_dir():
                 client.log_artifacts(run_id, str(path), rec.text)
             else:
@@ -226,7 +241,7 @@ class Sender:
         else:
             raise ValueError(f"unknown journal record kind {rec.kind!r} (seq {rec.seq})")
 
-    def _rejected(self, run_id: str, rec: Record, err: MlflowException) -> None:
+    def _rejected(self, run_id: str, rec: Record, err: Exception) -> None:
         if rec.kind == "param" and rec.flags == TAG_ON_CONFLICT:
             # Re-evaluating a run with other settings: params cannot change, tags can.
             self._client.set_tag(run_id, rec.key, rec.text or "")
@@ -248,7 +263,7 @@ class Sender:
                 redact(self.uri),
                 self.last_error,
                 self.journal.path,
-                exc_info=not isinstance(err, (MlflowException, OSError)),
+                exc_info=not isinstance(err, (MlflowException, OSError, RunMissing)),
             )
 
     def _recovered(self) -> None:

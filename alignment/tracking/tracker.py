@@ -78,6 +78,7 @@ class Tracker:
         self._client: MlflowClient | None = None
         self._step = 0
         self._dups = [0, 0]
+        self._mode = ""
 
     @property
     def client(self) -> MlflowClient:
@@ -96,10 +97,9 @@ class Tracker:
         if self.journal is not None:
             raise RuntimeError(f"the tracker of {self.run_dir} is already started")
         journal = Journal(self.run_dir)
-        if journal.meta("uri") is None:
-            journal.set_meta("uri", redact(self.uri))
+        journal.set_meta("uri", redact(self.uri))  # the latest, for `sync` (a server may move)
         close_dead_attempts(journal)
-        self.attempt = journal.begin_attempt(this_process(), mode)
+        self.attempt, self._mode = journal.begin_attempt(this_process(), mode), mode
         # Earlier attempts' points wait until this one says where it resumes (Journal.pending).
         hold = self.attempt if self.attempt > 1 and mode == "own" else None
         self.sender = Sender(journal, self.uri, hold_before=hold)
@@ -233,8 +233,8 @@ class Tracker:
 
     def _at_exit(self) -> None:
         """A process that attached (evaluate.py) or died in Python without end(): flush."""
-        if self.sender is not None and not self.sender._stop.is_set():
-            if self.journal.attempts()[self.attempt - 1].mode == "attach":
+        if self.sender is not None and self.sender.running:
+            if self._mode == "attach":
                 self.journal.update_attempt(self.attempt, ended="detached")
             self._finish()
 

@@ -200,3 +200,18 @@ def test_no_secret_reaches_the_journal_file(tmp_path, db, monkeypatch, cfg):
     run = MlflowClient(db).get_run(tracker.run_id)
     assert secret not in str([run.data.params, run.data.tags, run.info.run_name])
     assert (tmp_path / "run" / JOURNAL_FILE).is_file()
+
+
+def test_a_server_that_does_not_know_the_run_gets_nothing_marked_rejected(tmp_path, db, cfg):
+    """Replaying into another store (a moved server, a wiped database): the records stay
+    unsent, never "rejected", and go to the run's own store afterwards."""
+    tracker = Tracker(cfg(db), tmp_path / "run")
+    _run(tracker, steps=2)
+    assert tracker.end() == 0
+    j = Journal(tmp_path / "run")
+    j._db.execute("UPDATE records SET state = 'pending' WHERE kind = 'metric'")
+    other = f"sqlite:///{tmp_path}/other.db"
+    assert sync(tmp_path / "run", uri=other, timeout=1) == 4
+    assert j.counts().get("failed", 0) == 0 and j.unsent() == 4
+    assert sync(tmp_path / "run", uri=db) == 0
+    assert len(MlflowClient(db).get_metric_history(tracker.run_id, "train/loss")) == 2
