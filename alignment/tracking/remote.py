@@ -13,6 +13,7 @@ for the whole process; a value the user exported is kept.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from mlflow.entities import ViewType
@@ -63,12 +64,14 @@ def describe(err: BaseException) -> str:
         text = f"{type(err).__name__}: {text}"
     for marker, short in (
         ("Connection refused", "connection refused"),
-        ("Max retries exceeded", "no connection"),
         ("timed out", "timed out"),
         ("database is locked", "database is locked"),
     ):
         if marker in text:
             return short
+    cause = re.search(r"Caused by (\w+)\('([^']*)", text)  # urllib3's wrapped reason
+    if cause:
+        return redact(f"no connection ({cause[1]}: {cause[2]})")[:200]
     line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
     return redact(line)[:200]
 

@@ -19,13 +19,13 @@ from alignment.config.run import TrackingConfig
 from alignment.tracking import Tracker
 
 
-def write(uri: str, run_dir: Path, steps: int, keys: int) -> dict:
+def write(uri: str, run_dir: Path, steps: int, keys: int, pace: float = 0.2) -> dict:
     cfg = TrackingConfig(uri=uri, experiment="soak", flush_timeout_s=600)
     tracker = Tracker(cfg, run_dir)
     tracker.start({"worker": run_dir.name}, {"kind": "soak"}, run_dir.name)
     for step in range(1, steps + 1):
         tracker.log_metrics({f"m{k}": step * 1000 + k for k in range(keys)}, step=step)
-        time.sleep(0.01)
+        time.sleep(pace)
     unsent = tracker.end()
     return {"run_id": tracker.run_id, "unsent": unsent}
 
