@@ -262,7 +262,7 @@ class Tracker:
                 journal.path,
                 self.run_dir,
             )
-        else:
+        elif not failed:
             log.info("tracking: every record is in MLflow run %s", journal.run_id)
 
 
