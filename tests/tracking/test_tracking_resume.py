@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from alignment.tracking import Journal
 from tests.conftest import REPO, run_train
-from tests.tracking.conftest import mlflow_points
+from tests.tracking.conftest import Server, free_port, mlflow_points
 from tests.tracking.test_tracking_outage import _assert_exactly_once, _max_step
 
 pytestmark = pytest.mark.slow
@@ -101,3 +101,38 @@ def test_kill9_and_rerun_logs_every_step_once(tmp_path, cache_dir, save_steps):
     )
     assert sync.returncode == 0 and "nothing to send" in sync.stderr
     assert len(mlflow_points(client, run_id)) == len(logged)
+
+
+def test_kill9_while_mlflow_is_down_then_rerun_with_it_up(tmp_path, cache_dir):
+    """Attempt 1 never reaches MLflow (nothing listens yet) and is killed past checkpoint-10;
+    attempt 2 runs with the server up. Its run is created from attempt 1's journal, attempt 1's
+    unsent points after step 10 are replaced by attempt 2's, and every step is there once."""
+    server = Server(tmp_path / "study", free_port())
+    run_dir = tmp_path / "run"
+    args = [*ARGS, "train.save_steps=5", f"tracking.uri={server.uri}"]
+    ckpt = run_dir / "checkpoints" / "checkpoint-10" / "trainer_state.json"
+    ready = lambda: ckpt.is_file() and _max_step(run_dir, "'pending'") >= 12  # noqa: E731
+    _start_and_kill(run_dir, cache_dir, args, ready)
+    (first,) = Journal(run_dir).attempts()
+    assert not (run_dir / "mlflow_run_id").exists()
+    server.start()
+    try:
+        again = run_train(args, run_dir, cache_dir)
+        assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+        client = MlflowClient(server.uri)
+        run_id = (run_dir / "mlflow_run_id").read_text()
+        logged = _assert_exactly_once(client, run_id, run_dir)
+        run = client.get_run(run_id)
+    finally:
+        server.stop()
+    journal = Journal(run_dir)
+    a1, a2 = journal.attempts()
+    replaced = journal._db.execute(
+        "SELECT COUNT(DISTINCT step) FROM records WHERE note LIKE 'after checkpoint step 10%'"
+    ).fetchone()[0]
+    assert replaced == first.last_step - 10  # steps 11..reached, logged again by attempt 2
+    after = [ts for k, s, ts, _ in logged if k == "train/loss" and s > 10]
+    assert len(after) == STEPS - 10 and min(after) > a2.begun * 1000
+    assert sorted(s for k, s, _, _ in logged if k == "train/loss") == list(range(1, STEPS + 1))
+    assert run.info.status == "FINISHED" and run.data.tags["killed_at_step"] == str(a1.last_step)
+    print(f"resume with MLflow down first: killed at {a1.last_step}, {replaced} steps replaced")
