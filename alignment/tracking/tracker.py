@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from alignment.tracking.journal import RUN_ID_FILE, Journal, now_ms
 from alignment.tracking.provenance import is_alive, this_process
 from alignment.tracking.redaction import redact
-from alignment.tracking.remote import make_client, resolve_uri
+from alignment.tracking.remote import experiment_id, make_client, resolve_uri
 from alignment.tracking.sender import TAG_ON_CONFLICT, Sender
 
 if TYPE_CHECKING:
@@ -86,6 +86,11 @@ class Tracker:
         if self._client is None:
             self._client = make_client(self.uri)
         return self._client
+
+    def experiment_id(self) -> str:
+        """The experiment's id, created if needed (artifacts next to a sqlite store), at once:
+        for callers that need it now, such as a sweep's parent run."""
+        return experiment_id(self.client, self.cfg.experiment, self.uri)
 
     @property
     def run_id(self) -> str | None:

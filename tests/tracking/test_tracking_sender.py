@@ -215,3 +215,14 @@ def test_a_server_that_does_not_know_the_run_gets_nothing_marked_rejected(tmp_pa
     assert j.counts().get("failed", 0) == 0 and j.unsent() == 4
     assert sync(tmp_path / "run", uri=db) == 0
     assert len(MlflowClient(db).get_metric_history(tracker.run_id, "train/loss")) == 2
+
+
+def test_experiment_id_creates_the_experiment_beside_a_sqlite_store(tmp_path, db, cfg, exp):
+    """For the sweep's parent run (alignment/config/sweep.py), which needs the id at once."""
+    tracker = Tracker(cfg(db), tmp_path / "sweep")
+    exp_id = tracker.experiment_id()
+    assert tracker.experiment_id() == exp_id
+    experiment = MlflowClient(db).get_experiment(exp_id)
+    assert experiment.name == exp
+    store_dir = db.removeprefix("sqlite:///").rsplit("/", 1)[0]
+    assert experiment.artifact_location == f"file://{store_dir}/mlartifacts"
