@@ -109,7 +109,7 @@ def run_training(cfg: RunConfig) -> float | None:
         if method.trains:
             model, final, step = _train(cfg, method, device, tokenizer, data, tracker, out)
         if cfg.eval_after_train and cfg.eval.suites():
-            key = f"run:{tracker.run_id}" if tracker else f"dir:{out.resolve()}"
+            key = f"run:{tracker.run_id}" if tracker and tracker.run_id else f"dir:{out.resolve()}"
             model = model if model is not None else load_base(cfg.model, cfg.cache_dir, device)
             run_eval(
                 cfg,

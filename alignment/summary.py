@@ -40,6 +40,8 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
     if cfg.train.samples > 0:
         samples = before_after(trainer.model, trainer.processing_class, cfg.train.samples)
         (out / "samples.md").write_text(to_markdown(samples))
+    # A bounded wait (tracking.flush_timeout_s) so the summary names the run and what is unsent.
+    unsent = tracker.flush() if tracker is not None else 0
     history = trainer.state.log_history
     loss = _trend(history, "loss")
     acc = _trend(history, "rewards/accuracy")
@@ -55,6 +57,7 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
         "adapter": str(adapter_dir.resolve()),
         "mlflow_run_id": tracker.run_id if tracker else None,
         "mlflow_uri": tracker.uri if tracker else None,
+        "mlflow_unsent_records": unsent,
     }
     summary["peak_memory_gb"] = peak_memory_gb()
     summary["skipped_steps"] = trainer.guard.skipped
@@ -83,7 +86,10 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
         lines.append(f"    after         {row['after'][:160]!r}")
     lines.append(f"  adapter saved   {adapter_dir.resolve()}")
     if tracker is not None:
-        lines.append(f"  MLflow run      {tracker.run_id} (experiment {cfg.tracking.experiment!r})")
+        run_id = tracker.run_id or "not created yet (MLflow has not answered)"
+        lines.append(f"  MLflow run      {run_id} (experiment {cfg.tracking.experiment!r})")
+        if unsent:
+            lines.append(f"  not in MLflow   {unsent} records so far (kept in the run directory)")
         lines.append(f"  look at it:     mlflow ui --backend-store-uri {tracker.uri}")
     log.info("\n".join(lines))
     return loss[1] if loss else None

@@ -100,6 +100,10 @@ COVERAGE: dict[str, tuple[str, str]] = {
     "python train.py --cfg job": (RUN, "fast"),
     "python evaluate.py --cfg job": (RUN, "fast"),
     "python train.py -m method=dpo,cita model=tiny seed=0,1": (RUN, "slow"),
+    "python -m alignment.tracking sync <run dir>": (
+        TEST,
+        "tests/tracking/test_tracking_outage.py::test_dead_uri_trains_at_once_and_sync_replays_it_later",
+    ),
     "python train.py rerun=<mlflow run id>": (
         TEST,
         "tests/test_rerun.py::test_rerun_trains_the_same_curve_into_a_new_run",

@@ -69,7 +69,12 @@ class TrainConfig:
 @dataclass
 class TrackingConfig:
     """MLflow. `uri`: sqlite:///mlflow.db locally (relative paths resolve against the launch
-    directory), http://host:port for an `mlflow server` shared by a cluster sweep."""
+    directory), http://host:port for an `mlflow server` shared by a cluster sweep.
+
+    Records go to a journal in the run directory first and reach MLflow in the background, so
+    training never waits on it. `flush_timeout_s`: at the end, how long to wait for MLflow to
+    have them all; what is left stays in the journal (`python -m alignment.tracking sync`).
+    """
 
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "alignment"
@@ -77,6 +82,11 @@ class TrackingConfig:
     enabled: bool = True
     log_adapter: bool = True
     tags: dict[str, str] = field(default_factory=dict)
+    flush_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.flush_timeout_s < float("inf"):
+            raise ValueError(f"tracking.flush_timeout_s must be >= 0, got {self.flush_timeout_s}")
 
 
 @dataclass

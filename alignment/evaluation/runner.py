@@ -18,9 +18,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.entities import Param
-from mlflow.exceptions import MlflowException
-
 from alignment.config import ModelConfig, RunConfig
 from alignment.config.eval import suite_version
 from alignment.config.evaluate import EvaluateConfig, model_config_from_yaml
@@ -84,11 +81,8 @@ def run_eval(
 def _log(tracker: Tracker, metrics, params, files, step: int) -> None:
     finite = {k: v for k, v in metrics.items() if not math.isnan(v)}
     tracker.log_metrics(finite, step=step)
-    try:
-        tracker.client.log_batch(tracker.run_id, params=[Param(k, v) for k, v in params.items()])
-    except MlflowException as err:  # a re-evaluation with different settings
-        logger.warning("eval params differ from the run's earlier ones; stored as tags: %s", err)
-        tracker.set_tags(params)
+    # A re-evaluation with different settings cannot change params: those become tags.
+    tracker.log_params(params, tags_on_conflict=True)
     for path in files:
         tracker.log_artifact(path, "eval")
 
@@ -148,7 +142,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     target = resolve_target(cfg, tracker)
     cfg = dataclasses.replace(cfg, model=target.model)
     if target.run_id is not None:
-        tracker.run_id = target.run_id  # attach: log into the training run
+        tracker.attach(target.run_id)  # log into the training run
     else:
         tags = run_tags(cfg) | {"eval_only": "true"}
         if target.adapter:
