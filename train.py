@@ -18,13 +18,20 @@ def main(dcfg: DictConfig) -> float | None:
     cfg: RunConfig = OmegaConf.to_object(dcfg)
     # Heavy imports only after the config is known to be valid.
     from alignment.data.types import DataError
+    from alignment.distributed import StrategyError, failure_line
     from alignment.pipeline import run_training
 
     try:
         return run_training(cfg)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, FileNotFoundError, StrategyError) as err:
         # Bad input: one line naming the file, row and field; nothing has been trained yet.
         raise SystemExit(f"error: {err}") from None
+    except Exception as err:
+        # Another rank of a multi-rank job died: one line, and a non-zero exit (no hang).
+        line = failure_line(err)
+        if line is None:
+            raise
+        raise SystemExit(f"error: {line}") from None
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from collections import defaultdict
 
 import torch
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from alignment import distributed
 from alignment.config import MethodConfig, OptimizerConfig
 from alignment.forward import forward_logps
 from alignment.losses import token_kl_full_vocab
@@ -89,7 +91,10 @@ class AlignmentTrainer(Trainer):
         sums, counts = self._sums[mode], self._counts[mode]
         if sums:
             names = list(sums)
-            values = dict(zip(names, torch.stack([sums[n] for n in names]).tolist(), strict=True))
+            totals = torch.stack([sums[n] for n in names])
+            if distributed.is_distributed():  # every rank logs at the same step: reduce first
+                names, totals = _sum_over_ranks(sums, counts)
+            values = dict(zip(names, totals.tolist(), strict=True))
             tokens, steps = values.pop("tokens", 0.0), values.pop("steps", 0.0)
             for name, value in values.items():  # the stack above is the one sync per log step
                 logs[prefix + name] = value / max(counts[name], 1)
@@ -105,6 +110,14 @@ class AlignmentTrainer(Trainer):
             logs.update(self.preconditioner.metrics())
         logs["reference_forwards"] = float(self.reference_forwards)
         super().log(logs, start_time)
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler) and self.args.world_size > 1:
+            # Mega-batches of the global batch, not of one rank's share: N ranks then split the
+            # very index sequence one rank with an N times larger batch would draw.
+            sampler.batch_size *= self.args.world_size
+        return sampler
 
     # -- helpers -----------------------------------------------------------------------------
     def _policy_batch(
@@ -187,3 +200,23 @@ def _window_token_means(batches: list[dict], pairs: bool, device) -> dict[str, t
         n *= torch.distributed.get_world_size()
     counts = (counts / n).float()
     return {"chosen": counts[0], "response": counts[1]}
+
+
+def _sum_over_ranks(
+    sums: dict[str, torch.Tensor], counts: dict[str, int]
+) -> tuple[list[str], torch.Tensor]:
+    """Logged sums and their counts summed over ranks (counts in place), so that a logged mean is
+    the mean over the global batch and tokens/s counts every rank's tokens. Names are sorted so
+    that every rank packs the same order; steps are divided back by the world size (every rank
+    counted the same optimizer steps). reference_forwards stays a per-rank count."""
+    names = sorted(sums)
+    device = sums[names[0]].device
+    ns = torch.tensor([counts[name] for name in names], dtype=torch.float64, device=device)
+    packed = torch.cat([torch.stack([sums[name].double() for name in names]), ns])
+    packed = distributed.all_reduce_sum(packed)
+    totals, reduced = packed[: len(names)], packed[len(names) :].tolist()
+    for name, total in zip(names, reduced, strict=True):
+        counts[name] = round(total)
+    if "steps" in names:
+        totals[names.index("steps")] /= distributed.world_size()
+    return names, totals.float()

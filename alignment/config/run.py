@@ -43,6 +43,10 @@ class TrainConfig:
     # After training, answer this many held-out harmful prompts (plus one benign) with the
     # adapters off and on, and log the pairs (samples.md). 0 skips it.
     samples: int = 2
+    # How several ranks (torchrun, or a Slurm job with tasks_per_node/nodes > 1) share the work:
+    # `ddp` replicates the model and averages gradients; `fsdp` shards parameters, gradients and
+    # optimizer state by decoder layer (FSDP2, full shard). Ignored by single-process runs.
+    distributed: str = "ddp"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1:
@@ -53,6 +57,8 @@ class TrainConfig:
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ValueError(f"train.distributed must be ddp or fsdp, got {self.distributed!r}")
 
 
 @dataclass
@@ -92,4 +98,12 @@ class RunConfig:
         if not isinstance(self.optimizer, OptimizerConfig):
             raise TypeError(
                 f"optimizer must be an OptimizerConfig, got {type(self.optimizer).__name__}"
+            )
+        if self.train.distributed == "fsdp" and self.optimizer.name == "grit":
+            # GRIT's r x r algebra needs each LoRA factor whole on every rank, not a shard.
+            raise ValueError("train.distributed=fsdp does not support optimizer=grit; use ddp")
+        if self.train.distributed == "fsdp" and self.eval_after_train:
+            raise ValueError(
+                "train.distributed=fsdp does not support eval_after_train (rank 0 cannot run the "
+                "sharded model alone); run evaluate.py on the saved adapter"
             )
