@@ -80,6 +80,12 @@ def setup(device: torch.device) -> torch.device:
         return _rank_device(device, ranks)
     device = _rank_device(device, ranks)
     if device.type == "cuda":
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world_size))
+        if per_node > torch.cuda.device_count():
+            raise StrategyError(
+                f"{per_node} ranks on this node but {torch.cuda.device_count()} GPU(s) visible: "
+                "one rank per GPU (hydra.launcher.tasks_per_node = gpus_per_node)"
+            )
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, timeout=TIMEOUT)
@@ -157,6 +163,26 @@ def broadcast(obj: T, src: int = 0) -> T:
     return box[0]
 
 
+def sum_logged(
+    sums: dict[str, torch.Tensor], counts: dict[str, int]
+) -> tuple[list[str], torch.Tensor]:
+    """The trainer's logged sums and counts summed over ranks (counts in place): a logged mean
+    is then the mean over the global batch, and tokens/s counts every rank's tokens. Names are
+    sorted so that every rank packs the same order; steps are divided back by the world size
+    (every rank counted the same optimizer steps)."""
+    names = sorted(sums)
+    device = sums[names[0]].device
+    ns = torch.tensor([counts[name] for name in names], dtype=torch.float64, device=device)
+    packed = torch.cat([torch.stack([sums[name].double() for name in names]), ns])
+    packed = all_reduce_sum(packed)
+    totals, reduced = packed[: len(names)], packed[len(names) :].tolist()
+    for name, total in zip(names, reduced, strict=True):
+        counts[name] = round(total)
+    if "steps" in names:
+        totals[names.index("steps")] /= world_size()
+    return names, totals.float()
+
+
 def main_first(fn: Callable[[], T]) -> T:
     """Run `fn` on rank 0, then on the other ranks (which find rank 0's caches). If rank 0
     fails, the others stop with its one-line reason instead of waiting forever."""
@@ -191,13 +217,19 @@ def trainer_args(strategy: str, model: torch.nn.Module) -> dict[str, Any]:
             "train.distributed=fsdp needs CUDA GPUs (accelerate enables the Trainer's FSDP only "
             "on GPU ranks); use train.distributed=ddp on CPU"
         )
+    return fsdp_args(fsdp_layer_class(model))
+
+
+def fsdp_args(layer_class: str) -> dict[str, Any]:
+    """The Trainer's FSDP2 arguments: a full-shard auto-wrap policy on the decoder layer class."""
     return {
         "fsdp": True,
         "fsdp_config": {
             "version": 2,
             "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-            "transformer_layer_cls_to_wrap": [fsdp_layer_class(model)],
-            "reshard_after_forward": True,  # full shard
+            "transformer_layer_cls_to_wrap": [layer_class],
+            "reshard_after_forward": True,  # full shard: parameters regathered for backward
+            # The adapter and checkpoints are written whole by rank 0, as without FSDP.
             "state_dict_type": "FULL_STATE_DICT",
         },
     }

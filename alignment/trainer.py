@@ -93,7 +93,7 @@ class AlignmentTrainer(Trainer):
             names = list(sums)
             totals = torch.stack([sums[n] for n in names])
             if distributed.is_distributed():  # every rank logs at the same step: reduce first
-                names, totals = _sum_over_ranks(sums, counts)
+                names, totals = distributed.sum_logged(sums, counts)
             values = dict(zip(names, totals.tolist(), strict=True))
             tokens, steps = values.pop("tokens", 0.0), values.pop("steps", 0.0)
             for name, value in values.items():  # the stack above is the one sync per log step
@@ -200,23 +200,3 @@ def _window_token_means(batches: list[dict], pairs: bool, device) -> dict[str, t
         n *= torch.distributed.get_world_size()
     counts = (counts / n).float()
     return {"chosen": counts[0], "response": counts[1]}
-
-
-def _sum_over_ranks(
-    sums: dict[str, torch.Tensor], counts: dict[str, int]
-) -> tuple[list[str], torch.Tensor]:
-    """Logged sums and their counts summed over ranks (counts in place), so that a logged mean is
-    the mean over the global batch and tokens/s counts every rank's tokens. Names are sorted so
-    that every rank packs the same order; steps are divided back by the world size (every rank
-    counted the same optimizer steps). reference_forwards stays a per-rank count."""
-    names = sorted(sums)
-    device = sums[names[0]].device
-    ns = torch.tensor([counts[name] for name in names], dtype=torch.float64, device=device)
-    packed = torch.cat([torch.stack([sums[name].double() for name in names]), ns])
-    packed = distributed.all_reduce_sum(packed)
-    totals, reduced = packed[: len(names)], packed[len(names) :].tolist()
-    for name, total in zip(names, reduced, strict=True):
-        counts[name] = round(total)
-    if "steps" in names:
-        totals[names.index("steps")] /= distributed.world_size()
-    return names, totals.float()
