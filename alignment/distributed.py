@@ -34,6 +34,8 @@ T = TypeVar("T")
 TIMEOUT = datetime.timedelta(minutes=30)
 # What a collective says when another rank's process is gone (gloo's words; nccl raises DistError).
 _PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+# The layout this process joined with (kept after the group is destroyed, for error messages).
+_JOINED: Ranks | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ def setup(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, timeout=TIMEOUT)
+    global _JOINED
+    _JOINED = ranks
     _quiet_other_ranks(ranks.rank)
     log.info("rank %d of %d joined the %s process group", ranks.rank, ranks.world_size, backend)
     return device
@@ -259,13 +263,14 @@ class RankZeroFailed(RuntimeError):
 def failure_line(err: BaseException) -> str | None:
     """One line for an error caused by another rank (a collective that lost its peer, a timeout,
     a failure on rank 0); None for errors that are this rank's own."""
+    if _JOINED is None:
+        return None
     if isinstance(err, RankZeroFailed):
-        return f"rank {rank()}: rank 0 failed: {err}"
+        return f"rank {_JOINED.rank}: rank 0 failed: {err}"
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    lost = isinstance(err, dist.DistError) or any(s in str(err) for s in _PEER_GONE)
-    if not lost or not dist.is_available() or not dist.is_initialized():
+    if not (isinstance(err, dist.DistError) or any(s in text for s in _PEER_GONE)):
         return None
     return (
-        f"rank {dist.get_rank()} of {dist.get_world_size()}: another rank of this job stopped "
+        f"rank {_JOINED.rank} of {_JOINED.world_size}: another rank of this job stopped "
         f"(its own log says why); the collective failed with: {text}"
     )

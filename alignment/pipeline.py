@@ -106,7 +106,9 @@ def _run(cfg: RunConfig, method: Method, device: torch.device, out: Path) -> flo
     """The run on every rank. Rank 0 alone tracks, writes the output directory and marks it done;
     the other ranks return None."""
     main = distributed.is_main()
-    tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
+    # Rank 0 first: it builds a local model's weights on a cache miss (under torch.distributed
+    # transformers writes model files on rank 0 only), which the others then load.
+    tokenizer = distributed.main_first(lambda: load_tokenizer(cfg.model, cfg.cache_dir))
     # All input validation happens here; rank 0 first, so the others reuse its tokenised data.
     data = distributed.main_first(lambda: prepare_data(cfg, method, tokenizer))
     if distributed.broadcast(data.reference is None):

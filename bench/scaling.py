@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,19 +57,13 @@ def rank_counts(args: argparse.Namespace) -> list[int]:
     return [n for n in counts if n <= limit] or [1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_leg(args: argparse.Namespace, ranks: int, work: Path) -> dict:
     """One torchrun job of `ranks` ranks; returns its per-step tokens/s and final loss."""
     overrides, _, steps = SIZES[args.size]
     steps = args.steps or steps
     db = f"sqlite:///{work}/scaling.db"
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}"]
-    cmd += [f"--master_port={_free_port()}", str(REPO / "train.py"), *overrides]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={ranks}", str(REPO / "train.py"), *overrides]
     cmd += [
         "method=dpo",
         "train.reference=online",  # every leg does the same work per step

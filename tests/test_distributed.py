@@ -168,12 +168,24 @@ CASES = {
 def run(args: list[str], run_dir: Path, cache: Path, ranks: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "ALIGNMENT_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     env["OMP_NUM_THREADS"] = "1"
-    launch = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}"]
-    launch += [f"--master_port={free_port()}"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    launch += [f"--nproc_per_node={ranks}"]
     cmd = [*launch, "train.py", *COMMON, *args, f"hydra.run.dir={run_dir}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     return proc
+
+
+def assert_each_metric_once(client: MlflowClient, run_id: str, last_step: int) -> None:
+    """One value per metric and step, as one process logs them: the Trainer's end-of-training
+    summary repeats epoch and reference_forwards at the last step, and nothing else repeats."""
+    for key in client.get_run(run_id).data.metrics:
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        repeated = {s: steps.count(s) for s in steps if steps.count(s) > 1}
+        if key in ("train/epoch", "train/reference_forwards"):
+            assert repeated in ({}, {last_step: 2}), (key, steps)
+        else:
+            assert not repeated, (key, steps)
 
 
 def history(db: str, run_dir: Path, key: str) -> list[tuple[int, float]]:
@@ -219,15 +231,18 @@ def test_two_ranks_match_one_rank(name, pairs):
 
 @pytest.mark.slow
 def test_two_rank_run_is_one_mlflow_run_with_each_metric_once(pairs):
-    db, _, two, cache = pairs("dpo-adamw")
+    db, one, two, cache = pairs("dpo-adamw")
     client = MlflowClient(db)
     run_id = (two / "mlflow_run_id").read_text()
     runs = client.search_runs([client.get_run(run_id).info.experiment_id])
     assert len(runs) == 2  # the 1-rank run and this one: one per job, not one per rank
     metrics = client.get_run(run_id).data.metrics
-    for key in metrics:
-        steps = [m.step for m in client.get_metric_history(run_id, key)]
-        assert len(steps) == len(set(steps)), key  # rank 1 logged nothing of its own
+    one_id = (one / "mlflow_run_id").read_text()
+    assert metrics.keys() == client.get_run(one_id).data.metrics.keys()
+    for key in metrics:  # what one process logs, once: rank 1 logged nothing of its own
+        steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+        assert steps == sorted(m.step for m in client.get_metric_history(one_id, key)), key
+    assert_each_metric_once(client, run_id, last_step=12)
     assert metrics["data/train_examples"] == 335 and metrics["refcache/hit"] == 0.0
     text = (two / "train.log").read_text()
     assert "rank 0 of 2 joined the gloo process group" in text
@@ -274,9 +289,11 @@ def test_dead_rank_fails_the_job_and_a_rerun_resumes(tmp_path, pairs):
     except subprocess.TimeoutExpired:
         procs[0].kill()
         raise AssertionError("rank 0 hung after rank 1 died") from None
-    last = err.decode().strip().splitlines()[-1]
+    err = err.decode()
     assert procs[0].returncode == 1, err[-3000:]
-    assert last.startswith("error: rank 0 of 2: another rank of this job stopped"), last
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: rank 0 of 2: another rank of this job stopped"), line
+    assert "Traceback" not in err, err[-3000:]
     assert not (run_dir / "DONE").exists()
     run_id = (run_dir / "mlflow_run_id").read_text()
 
@@ -290,3 +307,45 @@ def test_dead_rank_fails_the_job_and_a_rerun_resumes(tmp_path, pairs):
     resumed, plain = history(db, run_dir, "train/loss"), history(ref_db, ref_two, "train/loss")
     assert resumed[-1][0] == plain[-1][0] == 12
     assert abs(resumed[-1][1] - plain[-1][1]) < 1e-5
+
+
+@pytest.mark.slow
+def test_local_launcher_runs_each_cell_as_one_two_rank_job(tmp_path, cache_dir):
+    """submitit's local executor with tasks_per_node=2: one cell, two processes, one process
+    group, one MLflow run (besides the sweep's parent) with every metric once per step."""
+    db = f"sqlite:///{tmp_path}/m.db"
+    sweep = tmp_path / "sweep"
+    no_local = ["~local"] if (REPO / "conf" / "local" / "default.yaml").is_file() else []
+    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=local"]
+    cmd += ["hydra.launcher.tasks_per_node=2", "model=tiny", "method=dpo", *no_local]
+    cmd += ["train.max_steps=3", "train.samples=0", "train.torch_threads=1"]
+    cmd += [f"tracking.uri={db}", "tracking.experiment=local2", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "ALIGNMENT_CACHE": str(cache_dir), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    (done,) = sweep.glob("*/DONE")
+    assert "rank 0 of 2 joined the gloo process group" in (done.parent / "train.log").read_text()
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("local2").experiment_id])
+    (cell,) = [r for r in runs if r.data.tags.get("kind") != "sweep"]
+    assert cell.info.run_id == (done.parent / "mlflow_run_id").read_text()
+    assert cell.info.status == "FINISHED"
+    assert_each_metric_once(client, cell.info.run_id, last_step=3)
+    losses = client.get_metric_history(cell.info.run_id, "train/loss")
+    assert sorted(m.step for m in losses) == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_fsdp_on_cpu_stops_with_one_line(tmp_path, cache_dir):
+    """accelerate enables the Trainer's FSDP on GPU ranks only: on CPU every rank stops before
+    training with one line, rather than train plain DDP under an FSDP label."""
+    env = {**os.environ, "ALIGNMENT_CACHE": str(cache_dir), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["train.py", *COMMON, "train.distributed=fsdp", "train.max_steps=1"]
+    cmd += ["tracking.enabled=false", f"hydra.run.dir={tmp_path}/run"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    line = "error: train.distributed=fsdp needs CUDA GPUs (accelerate enables the Trainer's FSDP"
+    # Each rank stops on its own (torchrun may stop the second first): no traceback of ours.
+    assert line in proc.stderr and "StrategyError" not in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "run" / "checkpoints").exists()
