@@ -2,7 +2,8 @@
 
 Everything that can reject bad input (data parsing, flags, lengths, the model files) runs before
 the first training step, so a bad row never costs a half-finished run. A job that finds its own
-checkpoint and MLflow run id in its output directory resumes both.
+checkpoint and MLflow run id in its output directory resumes both. With several ranks
+(alignment/distributed.py) every rank runs the same steps; rank 0 alone tracks and writes.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ def expand(overrides: list[str]) -> list[list[str]]:
     parser = OverridesParser.create()
     fixed = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
     primary = compose("train", overrides=fixed, return_hydra_config=True)
-    params = primary.hydra.sweeper.params  # None when the experiment sweeps nothing itself
-    params = OmegaConf.to_container(params) if params else {}
+    params = primary.hydra.sweeper.params  # None unless an experiment sets a sweep list
+    params = OmegaConf.to_container(params) if params is not None else {}
     swept = [f"{key}={value}" for key, value in params.items()]
     parsed = parser.parse_overrides(overrides=[*swept, *overrides])
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
