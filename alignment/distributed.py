@@ -32,8 +32,9 @@ T = TypeVar("T")
 
 # How long a rank waits for the others in one collective (or at start-up) before it gives up.
 TIMEOUT = datetime.timedelta(minutes=30)
-# What a collective says when another rank's process is gone (gloo's words; nccl raises DistError).
-_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+# What a collective says when another rank's process is gone or stalled (gloo's words; nccl
+# raises DistError).
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Timed out")
 # The layout this process joined with (kept after the group is destroyed, for error messages).
 _JOINED: Ranks | None = None
 
@@ -43,10 +44,6 @@ class Ranks:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 def _export_submitit_env() -> None:
