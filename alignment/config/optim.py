@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from omegaconf import MISSING
 
@@ -17,6 +18,9 @@ class OptimizerConfig:
 
     lr: LoRA DPO typically 5e-6..5e-4. max_grad_norm: 0 disables clipping.
     """
+
+    # Whether it can step FSDP-sharded parameters (not a config key: a property of the optimizer).
+    shards_with_fsdp: ClassVar[bool] = True
 
     name: str = MISSING
     lr: float = 5e-5

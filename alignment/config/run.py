@@ -99,9 +99,10 @@ class RunConfig:
             raise TypeError(
                 f"optimizer must be an OptimizerConfig, got {type(self.optimizer).__name__}"
             )
-        if self.train.distributed == "fsdp" and self.optimizer.name == "grit":
-            # GRIT's r x r algebra needs each LoRA factor whole on every rank, not a shard.
-            raise ValueError("train.distributed=fsdp does not support optimizer=grit; use ddp")
+        if self.train.distributed == "fsdp" and not self.optimizer.shards_with_fsdp:
+            raise ValueError(
+                f"train.distributed=fsdp does not support optimizer={self.optimizer.name}; use ddp"
+            )
         if self.train.distributed == "fsdp" and self.eval_after_train:
             raise ValueError(
                 "train.distributed=fsdp does not support eval_after_train (rank 0 cannot run the "
