@@ -40,8 +40,9 @@ esac
 total=0
 for sweep in "${sweeps[@]}"; do
   # shellcheck disable=SC2086  # $sweep holds several overrides on purpose
-  count=$("$PY" scripts/plan_sweep.py $sweep "$@" | tail -n 1)
-  echo "dry run: $sweep $*: $count"
+  plan=$("$PY" scripts/plan_sweep.py $sweep "${launcher[@]}" "$@")
+  count=$(tail -n 1 <<<"$plan")
+  echo "dry run: $sweep $*: $count; $(tail -n 2 <<<"$plan" | head -n 1)"
   total=$(( total + ${count%% *} ))
 done
 if $dry_run; then echo "dry run only: $total cells ($where), nothing submitted"; exit 0; fi

@@ -23,6 +23,7 @@ def main(dcfg: DictConfig) -> float | None:
         raise SystemExit(f"error: {err}") from None
     # Heavy imports only after the config is known to be valid.
     from alignment.data.types import DataError
+    from alignment.distributed import StrategyError, failure_line
     from alignment.guards import NonFiniteError
     from alignment.pipeline import run_training
     from alignment.rerun import RerunError, check_rerun
@@ -31,10 +32,16 @@ def main(dcfg: DictConfig) -> float | None:
         if cfg.rerun:
             check_rerun(cfg)  # warns when the code or the config differ from the original's
         return run_training(cfg)
-    except (DataError, FileNotFoundError, NonFiniteError, RerunError) as err:
+    except (DataError, FileNotFoundError, NonFiniteError, RerunError, StrategyError) as err:
         # Bad input: one line naming the file, row and field, before anything is trained.
         # A non-finite loss or gradient: the step and the quantity (the MLflow run is FAILED).
         raise SystemExit(f"error: {err}") from None
+    except Exception as err:
+        # Another rank of a multi-rank job died: one line, and a non-zero exit (no hang).
+        line = failure_line(err)
+        if line is None:
+            raise
+        raise SystemExit(f"error: {line}") from None
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Everything that can reject bad input (data parsing, flags, lengths, the model files) runs before
 the first training step, so a bad row never costs a half-finished run. A job that finds its own
-checkpoint and MLflow run id in its output directory resumes both.
+checkpoint and MLflow run id in its output directory resumes both. With several ranks
+(alignment/distributed.py) every rank runs the same steps; rank 0 alone tracks and writes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from transformers import TrainingArguments, set_seed
 from transformers.trainer_callback import ProgressCallback
 
+from alignment import distributed
 from alignment.config import RunConfig
 from alignment.config.secrets import scrub
 from alignment.data.collate import Collator
@@ -37,8 +39,9 @@ DONE_FILE = "DONE"
 
 
 def training_args(
-    cfg: RunConfig, out: Path, device: torch.device, has_val: bool
+    cfg: RunConfig, out: Path, device: torch.device, has_val: bool, parallel: dict | None = None
 ) -> TrainingArguments:
+    """The Trainer's arguments; `parallel` adds the DDP/FSDP ones of a multi-rank run."""
     t, opt = cfg.train, cfg.optimizer
     eval_on = has_val and t.eval_steps > 0
     return TrainingArguments(
@@ -73,6 +76,7 @@ def training_args(
         length_column_name="length",
         dataloader_num_workers=0,
         disable_tqdm=False,
+        **(parallel or {}),
     )
 
 
@@ -99,16 +103,34 @@ def run_training(cfg: RunConfig) -> float | None:
         torch.set_num_threads(cfg.train.torch_threads)
     set_seed(cfg.seed)
     method = get_method(cfg.method)
-    device = pick_device(cfg.train.device)
-    tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
-    data = prepare_data(cfg, method, tokenizer)  # all input validation happens here
+    # Joins the process group when a launcher started several ranks; a no-op for one process.
+    device = distributed.setup(pick_device(cfg.train.device))
+    try:
+        return _run(cfg, method, device, out)
+    finally:
+        distributed.shutdown()
 
-    tracker = _start_tracking(cfg, out, data)
+
+def _run(cfg: RunConfig, method: Method, device: torch.device, out: Path) -> float | None:
+    """The run on every rank. Rank 0 alone tracks, writes the output directory and marks it done;
+    the other ranks return None."""
+    main = distributed.is_main()
+    # Rank 0 first: it builds a local model's weights on a cache miss (under torch.distributed
+    # transformers writes model files on rank 0 only), which the others then load.
+    tokenizer = distributed.main_first(lambda: load_tokenizer(cfg.model, cfg.cache_dir))
+    # All input validation happens here; rank 0 first, so the others reuse its tokenised data.
+    data = distributed.main_first(lambda: prepare_data(cfg, method, tokenizer))
+    if distributed.broadcast(data.reference is None):
+        # train.reference=auto went online on rank 0; a cache entry that another job wrote since
+        # must not send a later rank the cached way (the ranks would wait on each other).
+        data.reference = None
+
+    tracker = _start_tracking(cfg, out, data) if main else None
     try:
         model, final, step = None, None, 0
         if method.trains:
             model, final, step = _train(cfg, method, device, tokenizer, data, tracker, out)
-        if cfg.eval_after_train and cfg.eval.suites():
+        if cfg.eval_after_train and cfg.eval.suites() and main:
             key = f"run:{tracker.run_id}" if tracker and tracker.run_id else f"dir:{out.resolve()}"
             model = model if model is not None else load_base(cfg.model, cfg.cache_dir, device)
             run_eval(
@@ -131,7 +153,8 @@ def run_training(cfg: RunConfig) -> float | None:
         raise
     if tracker is not None:
         tracker.end("FINISHED")
-    (out / DONE_FILE).write_text(json.dumps({"final_loss": final}))
+    if main:
+        (out / DONE_FILE).write_text(json.dumps({"final_loss": final}))
     return final
 
 
@@ -163,12 +186,14 @@ def build_trainer(
 ) -> AlignmentTrainer:
     """The policy (LoRA on the base) and the Trainer over the prepared data; the reference
     log-probs are attached first when the method caches them."""
-    model = load_policy(cfg.model, cfg.cache_dir, device)
+    fsdp = cfg.train.distributed == "fsdp" and distributed.is_distributed()
+    model = load_policy(cfg.model, cfg.cache_dir, device, fsdp=fsdp)
+    parallel = distributed.trainer_args(cfg.train.distributed, model)
     if data.reference is not None:
         data.attach_reference(data.reference(model))
     trainer = AlignmentTrainer(
         model=model,
-        args=training_args(cfg, out, device, data.val is not None),
+        args=training_args(cfg, out, device, data.val is not None, parallel),
         train_dataset=data.train,
         eval_dataset=data.val,
         data_collator=Collator(tokenizer.pad_token_id, pairs=method.needs_pairs),
@@ -182,6 +207,8 @@ def build_trainer(
     )
     trainer.remove_callback(ProgressCallback)  # the bar shows three numbers, not every log dict
     trainer.add_callback(TrainProgress)
+    if "fsdp" in parallel and not trainer.is_fsdp_enabled:  # never DDP under an FSDP label
+        raise distributed.StrategyError("train.distributed=fsdp: accelerate did not enable FSDP")
     return trainer
 
 
@@ -192,7 +219,8 @@ def _train(
     trainer = build_trainer(cfg, method, device, tokenizer, data, out, callbacks)
     if tracker is not None and "refcache/hit" in data.counts:
         tracker.log_metrics({"refcache/hit": data.counts["refcache/hit"]}, step=0)
-    last = last_complete_checkpoint(out / "checkpoints")
+    # Rank 0 decides, so that every rank resumes from the same checkpoint.
+    last = distributed.broadcast(last_complete_checkpoint(out / "checkpoints"))
     if last:
         log.info("resuming from %s", last)
     try:
@@ -200,9 +228,21 @@ def _train(
     except NonFiniteError as err:  # nothing after the last finite step was saved
         kept = last_complete_checkpoint(out / "checkpoints") or "none saved yet"
         raise NonFiniteError(f"{err}; last checkpoint: {kept}") from None
-    model = trainer.model
-    adapter_dir = out / "adapter"
-    model.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
+    model, adapter_dir = trainer.model, out / "adapter"
+    if trainer.is_fsdp_enabled:  # the adapter is sharded: every rank takes part in gathering it
+        trainer.save_model(str(adapter_dir))
+        cfg = _without_samples(cfg)
+    if not distributed.is_main():  # the Trainer saved checkpoints on rank 0 only; so do we
+        return model, None, trainer.state.global_step
+    if not trainer.is_fsdp_enabled:
+        model.save_pretrained(adapter_dir)
+        tokenizer.save_pretrained(adapter_dir)
     final = write_summary(cfg, trainer, tracker, adapter_dir, out)
     return model, final, trainer.state.global_step
+
+
+def _without_samples(cfg: RunConfig) -> RunConfig:
+    """Under FSDP rank 0 alone cannot run the sharded model, so no before/after samples."""
+    if cfg.train.samples > 0:
+        log.warning("train.samples=%d skipped under FSDP: evaluate the adapter", cfg.train.samples)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, samples=0))

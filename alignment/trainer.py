@@ -19,7 +19,9 @@ from collections import defaultdict
 
 import torch
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from alignment import distributed
 from alignment.config import MethodConfig, OptimizerConfig
 from alignment.forward import forward_logps
 from alignment.guards import NonFiniteGuard
@@ -108,7 +110,10 @@ class AlignmentTrainer(Trainer):
         sums, counts = self._sums[mode], self._counts[mode]
         if sums:
             names = list(sums)
-            values = dict(zip(names, torch.stack([sums[n] for n in names]).tolist(), strict=True))
+            totals = torch.stack([sums[n] for n in names])
+            if distributed.is_distributed():  # every rank logs at the same step: reduce first
+                names, totals = distributed.sum_logged(sums, counts)
+            values = dict(zip(names, totals.tolist(), strict=True))
             tokens, steps = values.pop("tokens", 0.0), values.pop("steps", 0.0)
             for name, value in values.items():  # the stack above is the one sync per log step
                 logs[prefix + name] = value / max(counts[name], 1)
@@ -126,6 +131,14 @@ class AlignmentTrainer(Trainer):
             logs.update(self.guard.log_fields())
         logs["reference_forwards"] = float(self.reference_forwards)
         super().log(logs, start_time)
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler) and self.args.world_size > 1:
+            # Mega-batches of the global batch, not of one rank's share: N ranks then split the
+            # very index sequence one rank with an N times larger batch would draw.
+            sampler.batch_size *= self.args.world_size
+        return sampler
 
     # -- helpers -----------------------------------------------------------------------------
     def _policy_batch(

@@ -1,10 +1,13 @@
 """Dry run of a sweep: expand `python train.py -m <overrides>` exactly as Hydra's basic sweeper
 would (command line plus `hydra.sweeper.params` of the selected experiment), compose and validate
-every cell against the schemas, and print the cell count. Nothing is trained or submitted.
+every cell against the schemas, and print the GPUs each cell asks for, the GPU-hours the grid
+may use (its wall-time limit) and the cell count (last line). Nothing is trained or submitted.
 
     python scripts/plan_sweep.py experiment=paper_grid            # 28 cells
     python scripts/plan_sweep.py experiment=factual_dpo_delta_grid model=llama3_8b,mistral_7b
     python scripts/plan_sweep.py method=dpo,cita optimizer=adamw,grit model=llama3_8b,mistral_7b
+    python scripts/plan_sweep.py experiment=paper_grid hydra/launcher=slurm \
+        hydra.launcher.nodes=2 hydra.launcher.tasks_per_node=4 hydra.launcher.gpus_per_node=4
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from alignment.config import register_configs  # noqa: E402
+from alignment.config.sweep import check_launcher  # noqa: E402
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
@@ -40,8 +44,9 @@ GROUPS = {p.name for p in (ROOT / "conf").iterdir() if p.is_dir()}
 
 
 def _is_group(override: str) -> bool:
+    """Group choices and hydra.* settings are applied by composing; the rest per job."""
     key = override.split("=", 1)[0].lstrip("+~").split("@")[0]
-    return key in GROUPS or "/" in key
+    return key in GROUPS or "/" in key or key.startswith("hydra.")
 
 
 def plan(overrides: list[str]) -> list[list[str]]:
@@ -63,6 +68,39 @@ def plan(overrides: list[str]) -> list[list[str]]:
     return jobs
 
 
+def resources(overrides: list[str]) -> dict:
+    """What one cell asks the launcher for: ranks, GPUs and its wall-time limit (hours).
+
+    One rank per GPU (conf/hydra/launcher/slurm.yaml): a cell of nodes x tasks_per_node ranks
+    uses nodes x gpus_per_node GPUs. The basic launcher runs cells here, one after another, on
+    whatever GPU this machine has (counted as 1) and without a time limit."""
+    parser = OverridesParser.create()
+    fixed = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        launcher = compose("train", overrides=fixed, return_hydra_config=True).hydra.launcher
+    check_launcher(launcher)  # what the sweep itself checks before it submits
+    if "tasks_per_node" not in launcher:  # Hydra's basic launcher
+        return {"launcher": "basic", "ranks": 1, "gpus": 1, "hours": None}
+    nodes, gpus = launcher.nodes, launcher.gpus_per_node
+    return {
+        "launcher": launcher._target_.rsplit(".", 1)[1],
+        "ranks": nodes * launcher.tasks_per_node,
+        "gpus": nodes * gpus if gpus else 0,
+        "hours": launcher.timeout_min / 60,
+    }
+
+
+def gpu_line(n_cells: int, res: dict) -> str:
+    if res["hours"] is None:
+        return f"GPUs per cell: {res['gpus']} (basic launcher: cells run one after another here)"
+    gpu_hours = n_cells * res["gpus"] * res["hours"]
+    return (
+        f"GPUs per cell: {res['gpus']} ({res['ranks']} ranks, {res['launcher']}); at most "
+        f"{gpu_hours:.0f} GPU-hours for {n_cells} cells at the {res['hours']:.1f} h limit"
+    )
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,6 +111,7 @@ def main(argv: list[str]) -> int:
     jobs = plan(args.overrides)
     for i, job in enumerate(jobs):
         print(f"  {i:4d}  {' '.join(job)}")
+    print(gpu_line(len(jobs), resources(args.overrides)))
     print(f"{len(jobs)} cells composed and validated in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -28,6 +28,7 @@ from tests.conftest import REPO, compose_cfg
 
 DOCS = [REPO / "README.md", REPO / "experiments" / "README.md"]
 STARTS = ("python ", "make ", "mlflow ", "./multirun.sh", "sudo ", "cp ", "export ", "bash ")
+STARTS += ("torchrun ",)
 
 
 def _strip_comment(line: str) -> str:
@@ -134,6 +135,28 @@ COVERAGE: dict[str, tuple[str, str]] = {
     "optimizer=adamw,grit model=llama3_8b,mistral_7b,gemma_7b,deepseek_7b": (COMPOSE, ""),
     "python scripts/plan_sweep.py experiment=paper_grid": (RUN, "fast"),
     "mlflow ui --backend-store-uri sqlite:///outputs/studies/study1/mlflow.db": (RUN, "slow"),
+    # README: several GPUs or nodes per run
+    "torchrun --nproc_per_node=4 train.py model=llama3_8b method=dpo": (
+        TEST,
+        "tests/test_distributed.py::test_two_ranks_match_one_rank",  # torchrun, 2 ranks on CPU
+    ),
+    "python train.py -m hydra/launcher=slurm tracking=server hydra.launcher.tasks_per_node=4 "
+    "hydra.launcher.gpus_per_node=4 model=qwen2_5_14b method=dpo,cita": (COMPOSE, ""),
+    "python train.py -m hydra/launcher=slurm tracking=server hydra.launcher.nodes=2 "
+    "hydra.launcher.tasks_per_node=8 hydra.launcher.gpus_per_node=8 train.distributed=fsdp "
+    "model=llama3_8b method=dpo": (COMPOSE, ""),
+    "python scripts/plan_sweep.py experiment=paper_grid hydra/launcher=slurm "
+    "hydra.launcher.tasks_per_node=4 hydra.launcher.gpus_per_node=4": (RUN, "fast"),
+    "python train.py -m hydra/launcher=slurm hydra.launcher.tasks_per_node=2 model=tiny "
+    "method=dpo,cita": (
+        TEST,
+        "tests/cluster/test_train_sweep.py::test_two_task_cells_are_one_run_each",
+    ),
+    "python train.py -m hydra/launcher=local hydra.launcher.tasks_per_node=2 model=tiny "
+    "method=dpo": (
+        TEST,
+        "tests/test_distributed.py::test_local_launcher_runs_each_cell_as_one_two_rank_job",
+    ),
     # README: evaluation
     "python evaluate.py run=<run id> eval=[aqi,truthfulqa,judge]": (COMPOSE, ""),
     "python evaluate.py method=baseline model=smollm2_135m": (RUN, "slow"),

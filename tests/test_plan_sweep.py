@@ -90,3 +90,43 @@ def test_run_leaf_adds_the_store_only_when_it_is_not_the_default():
     assert other != run_leaf("model=tiny", "sqlite:///mlflow.db", "exp2")
     assert run_leaf("", "http://u:secret@host:5000", "alignment").startswith("@store-")
     assert "secret" not in run_leaf("", "http://u:secret@host:5000", "alignment")
+
+
+def test_gpus_per_cell_and_gpu_hours(plan):
+    """2 nodes x 8 tasks, one GPU each, 10 h limit: 16 GPUs a cell, 28 cells <= 4480 GPU-hours."""
+    from plan_sweep import gpu_line, resources
+
+    layout = ["hydra/launcher=slurm", "hydra.launcher.nodes=2", "hydra.launcher.tasks_per_node=8"]
+    res = resources([*layout, "hydra.launcher.gpus_per_node=8", "hydra.launcher.timeout_min=600"])
+    assert res == {"launcher": "SlurmLauncher", "ranks": 16, "gpus": 16, "hours": 10.0}
+    assert gpu_line(28, res) == (
+        "GPUs per cell: 16 (16 ranks, SlurmLauncher); at most 4480 GPU-hours for 28 cells "
+        "at the 10.0 h limit"
+    )
+    assert resources(["model=tiny"])["launcher"] == "basic"
+    with pytest.raises(ValueError, match="one task per GPU"):
+        resources([*layout, "hydra.launcher.gpus_per_node=4"])
+
+
+def readme_multi_gpu_commands() -> list[str]:
+    """The commands of the README's "Several GPUs or nodes per run" block, continuations joined."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("### Several GPUs or nodes per run", 1)[1].split("```bash", 1)[1]
+    lines = block.split("```", 1)[0].replace("\\\n", " ").splitlines()
+    return [line.split("  #")[0].strip() for line in lines if line.strip()]
+
+
+def test_readme_multi_gpu_examples_pass_the_dry_run(plan):
+    """The README's GPU examples cannot run on a CPU machine; each composes every cell and has a
+    valid launcher layout (the checks a sweep makes before it submits), with the GPUs it says."""
+    from plan_sweep import resources
+
+    commands = readme_multi_gpu_commands()
+    assert len(commands) == 5 and commands[0].startswith("torchrun --nproc_per_node=4 train.py")
+    gpus = []
+    for command in commands:
+        words = command.split()
+        overrides = [w for w in words if "=" in w and not w.startswith("-")]
+        assert plan(overrides)
+        gpus.append(resources(overrides)["gpus"])
+    assert gpus == [1, 4, 16, 4, 0]  # torchrun's 4 GPUs are one basic-launcher cell here

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from omegaconf import MISSING
 
@@ -19,6 +20,9 @@ class OptimizerConfig:
     warmup_steps: a fixed number of linear warm-up steps; when > 0 it replaces warmup_ratio (the
       fraction of all training steps).
     """
+
+    # Whether it can step FSDP-sharded parameters (not a config key: a property of the optimizer).
+    shards_with_fsdp: ClassVar[bool] = True
 
     name: str = MISSING
     lr: float = 5e-5

@@ -52,6 +52,10 @@ class TrainConfig:
     # max_consecutive_skips steps in a row were non-finite.
     nan_policy: str = "stop"
     max_consecutive_skips: int = 5
+    # How several ranks (torchrun, or a Slurm job with tasks_per_node/nodes > 1) share the work:
+    # `ddp` replicates the model and averages gradients; `fsdp` shards parameters, gradients and
+    # optimizer state by decoder layer (FSDP2, full shard). Ignored by single-process runs.
+    distributed: str = "ddp"
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "grad_accum", "logging_steps", "save_steps", "save_total_limit"):
@@ -64,6 +68,7 @@ class TrainConfig:
         check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
         check_choice("train.nan_policy", self.nan_policy, NAN_POLICIES)
         check("train.max_consecutive_skips", self.max_consecutive_skips, ge=1)
+        check_choice("train.distributed", self.distributed, ("ddp", "fsdp"))
 
 
 @dataclass
@@ -117,4 +122,13 @@ class RunConfig:
         if not isinstance(self.optimizer, OptimizerConfig):
             raise TypeError(
                 f"optimizer must be an OptimizerConfig, got {type(self.optimizer).__name__}"
+            )
+        if self.train.distributed == "fsdp" and not self.optimizer.shards_with_fsdp:
+            raise ValueError(
+                f"train.distributed=fsdp does not support optimizer={self.optimizer.name}; use ddp"
+            )
+        if self.train.distributed == "fsdp" and self.eval_after_train:
+            raise ValueError(
+                "train.distributed=fsdp does not support eval_after_train (rank 0 cannot run the "
+                "sharded model alone); run evaluate.py on the saved adapter"
             )

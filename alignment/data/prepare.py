@@ -20,6 +20,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from alignment import distributed
 from alignment.config import RunConfig
 from alignment.data.formatting import EncodedExample, encode_examples, filter_long, truncate_long
 from alignment.data.quality import dedupe, name_rows, train_val_overlap
@@ -202,7 +203,8 @@ def _use_cache(cfg: RunConfig, method: Method, data: PreparedData) -> bool:
     if cfg.train.reference == "cached" or entry_path(cfg, data_splits(data)).is_file():
         return True  # an entry another run of the grid computed is free to reuse
     t, n_train = cfg.train, len(data.train)
-    planned = t.max_steps * t.batch_size * t.grad_accum if t.max_steps > 0 else t.epochs * n_train
+    per_step = t.batch_size * t.grad_accum * distributed.world_size()  # the global batch
+    planned = t.max_steps * per_step if t.max_steps > 0 else t.epochs * n_train
     use = planned >= n_train
     log.info(
         "train.reference=auto: %s (the run sees %d of %d rows)",

@@ -39,24 +39,30 @@ def load_tokenizer(cfg: ModelConfig, cache_dir: str) -> PreTrainedTokenizerBase:
     return tok
 
 
-def _quantization(cfg: ModelConfig):
+def _quantization(cfg: ModelConfig, fsdp: bool = False):
     if cfg.quantization == "none":
         return None
     from transformers import BitsAndBytesConfig
 
     if cfg.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
+    # FSDP shards only float tensors: peft's FSDP-QLoRA recipe packs the 4-bit weights into the
+    # model's float dtype (bnb_4bit_quant_storage) so they shard like every other weight.
+    storage = {"bnb_4bit_quant_storage": DTYPES[cfg.dtype]} if fsdp else {}
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
+        **storage,
     )
 
 
-def load_base(cfg: ModelConfig, cache_dir: str, device: torch.device) -> torch.nn.Module:
-    """The frozen base model on `device` (quantised if configured)."""
-    quant = _quantization(cfg)
+def load_base(
+    cfg: ModelConfig, cache_dir: str, device: torch.device, fsdp: bool = False
+) -> torch.nn.Module:
+    """The frozen base model on `device` (quantised if configured; `fsdp`: to be sharded)."""
+    quant = _quantization(cfg, fsdp)
     kwargs = {"dtype": DTYPES[cfg.dtype], "revision": cfg.revision}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
@@ -76,9 +82,10 @@ def load_policy(
     device: torch.device,
     adapter_path: str | None = None,
     trainable: bool = True,
+    fsdp: bool = False,
 ) -> PeftModel:
     """Base model + LoRA adapter: a new one from `cfg.lora`, or the one saved at `adapter_path`."""
-    model = load_base(cfg, cache_dir, device)
+    model = load_base(cfg, cache_dir, device, fsdp)
     if cfg.quantization != "none" and trainable:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=cfg.gradient_checkpointing

@@ -102,6 +102,22 @@ def test_gpu_qlora_reports_a_skipped_leg(capsys):
     assert "grit: skipped (ImportError: no grit)" in out and not ratios(out)
 
 
+def test_scaling_report_prints_efficiency(capsys):
+    """1 rank at 100 tokens/s, 2 ranks at 180 (after one warm-up step): speedup 1.8, efficiency
+    0.9."""
+    scaling = bench_module("scaling")
+    args = scaling.parse_args(["--size", "tiny", "--warmup", "1"])
+    legs = [
+        {"ranks": 1, "tokens_per_s": [5.0, 100.0, 100.0]},
+        {"ranks": 2, "tokens_per_s": [7.0, 170.0, 180.0, 190.0]},
+    ]
+    scaling.report(args, legs)
+    out = capsys.readouterr().out
+    assert ratios(out) == {"scaling_efficiency 2/1": pytest.approx(0.9, abs=1e-3)}
+    assert scaling.rank_counts(scaling.parse_args(["--size", "tiny"])) == [1, 2]
+    assert scaling.rank_counts(scaling.parse_args(["--max-ranks", "4"])) == [1, 2, 4]
+
+
 # -- slow: the tiny modes, end to end -------------------------------------------------------------
 def run_script(script: str, args: list[str], cache: Path) -> str:
     env = {**os.environ, "ALIGNMENT_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
@@ -152,3 +168,9 @@ def test_gpu_qlora_tiny(cache_dir):
     assert "adamw" in out and "MFU" in out
     if "grit: skipped" not in out:
         assert_ratios(out, {"tokens_per_s grit/adamw", "peak_mem grit/adamw"})
+
+
+@pytest.mark.slow
+def test_scaling_tiny(cache_dir):
+    out = run_script("scaling.py", ["--size", "tiny"], cache_dir)  # as the README shows it
+    assert_ratios(out, {"scaling_efficiency 2/1"})
