@@ -10,6 +10,7 @@ is submitted.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+log = logging.getLogger(__name__)
 PARENT_ENV, SWEEP_ENV = "ALIGNMENT_PARENT_RUN_ID", "ALIGNMENT_SWEEP_ID"
 
 
@@ -44,24 +46,35 @@ class SweepParentRun(Callback):
             raise SystemExit(f"error: {err}") from None
         if not config.tracking.enabled:
             return
-        from alignment.config.run import TrackingConfig
-        from alignment.tracking import Tracker
+        from alignment.tracking.remote import describe, experiment_id, make_client, resolve_uri
 
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        sweep_id = sweep_dir.name
-        cfg = TrackingConfig(uri=config.tracking.uri, experiment=config.tracking.experiment)
-        tracker = Tracker(cfg, sweep_dir)  # creates the experiment as a run would (artifacts)
-        self.client = tracker.client
-        exp_id = tracker.experiment_id()
+        sweep_id = Path(str(config.hydra.sweep.dir)).name
+        os.environ[SWEEP_ENV] = sweep_id
+        uri = resolve_uri(config.tracking.uri)
         overrides = " ".join(config.hydra.overrides.task)
-        run = self.client.create_run(
-            exp_id,
-            run_name=f"sweep-{sweep_id}",
-            tags={"sweep_id": sweep_id, "kind": "sweep", "overrides": overrides[:5000]},
-        )
-        self.run_id = run.info.run_id
-        os.environ[PARENT_ENV], os.environ[SWEEP_ENV] = self.run_id, sweep_id
+        try:  # one short attempt: a dead server must not hold up the submission
+            client = make_client(uri)
+            exp_id = experiment_id(client, config.tracking.experiment, uri)
+            tags = {"sweep_id": sweep_id, "kind": "sweep", "overrides": overrides[:5000]}
+            run = client.create_run(exp_id, run_name=f"sweep-{sweep_id}", tags=tags)
+        except Exception as err:  # any failure to reach MLflow: say so, then go on without
+            log.warning(
+                "sweep %s: no parent MLflow run (%s); each cell logs its own run, tagged "
+                "sweep_id=%s but not nested under a parent",
+                sweep_id,
+                describe(err),
+                sweep_id,
+            )
+            return
+        self.client, self.run_id = client, run.info.run_id
+        os.environ[PARENT_ENV] = self.run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.client is not None and self.run_id is not None:
+        if self.client is None or self.run_id is None:
+            return
+        try:
             self.client.set_terminated(self.run_id, status="FINISHED")
+        except Exception as err:
+            from alignment.tracking.remote import describe
+
+            log.warning("sweep parent run %s left RUNNING: %s", self.run_id, describe(err))
