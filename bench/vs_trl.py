@@ -32,7 +32,7 @@ Per-step wall time comes from a TrainerCallback (on_step_begin -> on_step_end) w
 tokens/s counts non-pad tokens. Peak memory: ru_maxrss of the leg's process (CPU) or
 torch.cuda.max_memory_allocated (GPU).
 
-    python bench/vs_trl.py --threads 1 --steps 6 --repeats 2   # smollm2_135m on CPU
+    python bench/vs_trl.py --threads 1 --max-examples 120 --repeats 2   # smollm2_135m, CPU, ~50 min
     python bench/vs_trl.py --model llama3_2_1b --batch-size 8 --max-length 512   # on a GPU
     python bench/vs_trl.py --tiny                           # seconds; run by the test suite
 """
