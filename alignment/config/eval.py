@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 AQI_VARIANTS = ("chi_sil", "xb_chi")
-POOLINGS = ("mean_masked", "mean_unmasked", "last", "cls")
+POOLINGS = ("reference", "mean_masked", "mean_unmasked", "last", "cls")
+PADDINGS = ("reference", "sorted")
 PROTOCOLS = ("prompt", "response")
 REDUCERS = ("tsne", "pca", "none")
 PROMPT_STYLES = ("harness", "chat")
@@ -59,9 +60,14 @@ class AqiConfig:
       7 axioms + overall, as the reference does: xb_chi scores do NOT compare across models.
     gamma: 0.5 (function default and seed value; the chi_sil script's CLI silently used 0.3).
     layer: hidden-state index (-1 = last layer output, after the final norm for HF Llama).
-    pooling: mean_masked (default; padding ignored); mean_unmasked averages over padding too and
-      exists only for parity with aqi_dealign_chi_sil.py, whose scores then depend on batch
-      composition and padding length; last (last non-pad token); cls (first token).
+    pooling: reference (default) = each variant's reference pooling: chi_sil mean_unmasked (the
+      average over every position, padding included: aqi_dealign_chi_sil.py's behaviour, so its
+      scores depend on batch composition and padding length), xb_chi mean_masked (real tokens
+      only). Any other value applies to every variant: mean_masked (the corrected chi_sil),
+      mean_unmasked, last (last non-pad token), cls (first token).
+    padding: reference (default) = batches in data order with the tokenizer's padding side, as
+      the reference scripts batch, so mean_unmasked reproduces their embeddings; sorted =
+      longest first (less padding, faster; mean_unmasked scores then differ from the reference).
     protocol: prompt = embed the prompts; response = generate an answer per prompt first
       (`generation`, cached on disk), then embed the answers (labels stay the prompt's).
     reducer: tsne = 3-D t-SNE with each variant's reference parameters; pca = 3-D PCA; none =
@@ -73,7 +79,8 @@ class AqiConfig:
     variants: list[str] = field(default_factory=lambda: list(AQI_VARIANTS))
     gamma: float = 0.5
     layer: int = -1
-    pooling: str = "mean_masked"
+    pooling: str = "reference"
+    padding: str = "reference"
     protocol: str = "prompt"
     reducer: str = "tsne"
     data: str = "builtin"
@@ -89,6 +96,7 @@ class AqiConfig:
         for variant in self.variants:
             _check_choice("eval.aqi.variants", variant, AQI_VARIANTS)
         _check_choice("eval.aqi.pooling", self.pooling, POOLINGS)
+        _check_choice("eval.aqi.padding", self.padding, PADDINGS)
         _check_choice("eval.aqi.protocol", self.protocol, PROTOCOLS)
         _check_choice("eval.aqi.reducer", self.reducer, REDUCERS)
         if not 0.0 <= self.gamma <= 1.0:
@@ -103,20 +111,28 @@ class AqiConfig:
 class TruthfulQAConfig:
     """TruthfulQA MC1/MC2 by teacher-forced log-likelihood (no generation, no judge).
 
-    data: hub id (config `multiple_choice`, split `validation`) or a local .json/.jsonl file
-      with mc1_targets/mc2_targets (and category).
+    data: builtin (default) = the 817 questions shipped in alignment/data/assets/
+      (truthfulqa_en.jsonl.gz, Apache-2.0; MC lists built from each question's answers, see
+      conf/eval/truthfulqa.yaml), the hub id truthfulqa/truthful_qa (configs multiple_choice
+      and generation, split validation), or a local .json/.jsonl(.gz) file shaped like it.
     prompt_style: harness = lm-evaluation-harness's six-shot QA preamble as raw text (parity);
       chat = the same text as one user turn through the chat template.
     add_bos: prepend the tokenizer's BOS token to the context (the harness default is no special
       tokens for causal LMs; Gemma needs true).
     max_questions: the first n questions (null = all 817), for smoke runs.
+    share_prefix: score the context prefix shared by every request (the six-shot preamble) once
+      and reuse its key/value cache, score identical requests once, and batch the rest across
+      questions (the same log-likelihoods up to float rounding, ~15x faster on CPU); false runs
+      every request in full, as the harness does.
+    batch_size: requests per forward pass.
     """
 
-    data: str = "truthfulqa/truthful_qa"
+    data: str = "builtin"
     prompt_style: str = "harness"
     add_bos: bool = False
     max_questions: int | None = None
     batch_size: int = 8
+    share_prefix: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("eval.truthfulqa.prompt_style", self.prompt_style, PROMPT_STYLES)

@@ -26,7 +26,9 @@ from sklearn.preprocessing import StandardScaler
 from alignment.registry import Registry
 
 # Bump a suite's version whenever a change can move its numbers.
-SUITE_VERSIONS: dict[str, str] = {"aqi": "1.0", "truthfulqa": "1.0", "judge": "1.0"}
+# aqi 1.1: chi_sil pools with mean_unmasked by default (its reference) and batches in data order.
+# truthfulqa 1.1: the default data is the shipped copy (other MC lists than the hub's).
+SUITE_VERSIONS: dict[str, str] = {"aqi": "1.1", "truthfulqa": "1.1", "judge": "1.0"}
 AGGREGATIONS = ("mean", "rate", "per_run", "scalar")
 WIN_RATE_CONVENTIONS = ("alpaca_eval", "ties_excluded", "wins_only")
 AVERAGE_FORMULAS = ("alignx", "complement")

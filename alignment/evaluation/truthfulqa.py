@@ -9,10 +9,17 @@ Each choice's score is its TOTAL log-probability (no length normalisation), comp
 `sequence_logps`, the function training uses.
 Chat style: the same text as one user turn through the chat template; the continuation is the
 choice itself after the generation prompt.
+
+NOTICE: alignment/data/assets/truthfulqa_en.jsonl.gz (TRUTHFULQA_BUILTIN, the suite's default
+data) is TruthfulQA (Lin, Hilton and Evans, 2022; https://github.com/sylinrl/TruthfulQA,
+Apache-2.0) as published in hitz-zentroa/truthfulqa-multi `data/en/validation.json`
+(Apache-2.0), reduced to the fields the evaluation reads by scripts/make_truthfulqa_asset.py.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from alignment.data.builtin import asset_path
 from alignment.data.sources import TruthfulQAItem
 from alignment.evaluation.judges import load_prompt
 from alignment.evaluation.metrics import mc1, mc2, metric_key
@@ -28,7 +36,10 @@ from alignment.losses.logprobs import sequence_logps
 
 logger = logging.getLogger(__name__)
 
+TRUTHFULQA_BUILTIN = asset_path("truthfulqa_en.jsonl.gz")
 
+
+@functools.cache
 def preamble() -> str:
     return load_prompt("truthfulqa_qa_preamble", None).text
 
@@ -66,11 +77,29 @@ def encode_pair(
     return ctx, cont
 
 
+def _right_padded(
+    rows: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input ids, labels, attention mask), each (B, T): context + continuation per row, right
+    padded; labels hold the continuation tokens and -100 elsewhere."""
+    width = max(len(ctx) + len(cont) for ctx, cont in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    mask = torch.zeros_like(ids)
+    for row, (ctx, cont) in enumerate(rows):
+        n = len(ctx) + len(cont)
+        ids[row, :n] = torch.tensor([*ctx, *cont])
+        labels[row, len(ctx) : n] = torch.tensor(list(cont))
+        mask[row, :n] = 1
+    return ids, labels, mask
+
+
 @torch.no_grad()
 def loglikelihoods(
     model, pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, batch_size: int = 8
 ) -> list[float]:
-    """Total log p(continuation | context) per (context ids, continuation ids) pair.
+    """Total log p(continuation | context) per (context ids, continuation ids) pair, every pair
+    run in full (the harness's way; the reference `shared_prefix_loglikelihoods` must equal).
 
     Pairs are batched longest first and right-padded; labels mask context and padding (-100).
     """
@@ -79,21 +108,65 @@ def loglikelihoods(
     out = [0.0] * len(pairs)
     for start in tqdm(range(0, len(order), batch_size), desc="TruthfulQA MC", leave=False):
         idx = order[start : start + batch_size]
-        width = max(len(pairs[i][0]) + len(pairs[i][1]) for i in idx)
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        labels = torch.full_like(ids, -100)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(idx):
-            ctx, cont = pairs[i]
-            n = len(ctx) + len(cont)
-            ids[row, :n] = torch.tensor(ctx + cont)
-            labels[row, len(ctx) : n] = torch.tensor(cont)
-            mask[row, :n] = 1
+        ids, labels, mask = _right_padded([pairs[i] for i in idx], pad_id)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         logps, _ = sequence_logps(logits, labels.to(device))  # (B,)
         for row, i in enumerate(idx):
             out[i] = float(logps[row])
     return out
+
+
+def shared_prefix_length(contexts: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix common to every context, capped one token short of the
+    shortest context, so each row keeps a context token to predict its first answer token."""
+    if not contexts:
+        return 0
+    first, cap = contexts[0], min(len(c) for c in contexts) - 1
+    n = 0
+    while n < cap and all(c[n] == first[n] for c in contexts):
+        n += 1
+    return n
+
+
+@torch.no_grad()
+def shared_prefix_loglikelihoods(
+    model, pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, batch_size: int = 8
+) -> list[float]:
+    """The values of `loglikelihoods` (up to float rounding) for a fraction of the work.
+
+    1. Identical pairs are scored once (MC1's choices are MC2's in the standard data).
+    2. The token prefix shared by every context (the six-shot preamble, ~90% of each request)
+       runs once; its key/value cache is copied into every batch instead of being recomputed.
+    3. The rest of each context plus the continuation form one short row; rows of all
+       questions are batched together, longest first. Rows are right-padded after the prefix,
+       with position ids continuing from it, so each real token sees exactly what it sees in
+       the full sequence.
+    """
+    device = next(model.parameters()).device
+    unique = list(dict.fromkeys((tuple(c), tuple(x)) for c, x in pairs))
+    n_prefix = shared_prefix_length([c for c, _ in unique])
+    cache = None
+    if n_prefix:
+        prefix = torch.tensor([unique[0][0][:n_prefix]], device=device)
+        cache = model(input_ids=prefix, use_cache=True).cache
+    rows = [(c[n_prefix:], x) for c, x in unique]
+    order = sorted(range(len(rows)), key=lambda i: -sum(map(len, rows[i])))
+    scores: dict[tuple, float] = {}
+    for start in tqdm(range(0, len(order), batch_size), desc="TruthfulQA MC", leave=False):
+        idx = order[start : start + batch_size]
+        ids, labels, mask = _right_padded([rows[i] for i in idx], pad_id)
+        kwargs = {}
+        if cache is not None:
+            past = copy.deepcopy(cache)
+            past.batch_repeat_interleave(len(idx))
+            mask = torch.cat([torch.ones(len(idx), n_prefix, dtype=mask.dtype), mask], 1)
+            positions = n_prefix + torch.arange(ids.shape[1]).expand(len(idx), -1)
+            kwargs = {"cache": past, "use_cache": True, "position_ids": positions.to(device)}
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
+        logps, _ = sequence_logps(logits, labels.to(device))  # (B,)
+        for row, i in enumerate(idx):
+            scores[unique[i]] = float(logps[row])
+    return [scores[(tuple(c), tuple(x))] for c, x in pairs]
 
 
 def score_truthfulqa(
@@ -104,8 +177,12 @@ def score_truthfulqa(
     style: str = "harness",
     add_bos: bool = False,
     batch_size: int = 8,
+    share_prefix: bool = True,
 ) -> dict[str, float]:
     """MC1, MC2 (means over questions), per category, and the question count.
+
+    share_prefix: score with `shared_prefix_loglikelihoods` (default) or run every request in
+    full with `loglikelihoods`; both give the same log-likelihoods up to float rounding.
 
     Keys: "mc1", "mc2", "n", "mc1/<category>", "mc2/<category>" (category sanitised for MLflow).
     """
@@ -120,7 +197,8 @@ def score_truthfulqa(
     was_training = model.training
     model.eval()
     try:
-        lls = loglikelihoods(model, pairs, tokenizer.pad_token_id, batch_size)
+        score = shared_prefix_loglikelihoods if share_prefix else loglikelihoods
+        lls = score(model, pairs, tokenizer.pad_token_id, batch_size)
     finally:
         model.train(was_training)
     per_cat: dict[str, list[tuple[float, float]]] = defaultdict(list)

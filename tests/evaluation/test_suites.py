@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alignment.config.eval import GenerationConfig
@@ -96,3 +97,34 @@ def test_run_eval_response_aqi_and_judge(tiny_lm, eval_cfg, monkeypatch) -> None
     assert saved["params"]["eval/judge/version"] == "1.0"
     records = (out / "judge_records.jsonl").read_text().splitlines()
     assert json.loads(records[0])["raw"] == ["[[A]]", "[[A]]"]
+
+
+def test_aqi_suite_pools_each_variant_like_its_reference(tiny_lm, eval_cfg) -> None:
+    """Default settings: chi_sil scores the unmasked mean (its reference script's pooling) and
+    xb_chi the masked mean; each logged value equals a direct computation on those embeddings
+    (reducer none: chi_sil standardises first, xb_chi does not)."""
+    from sklearn.metrics import calinski_harabasz_score, silhouette_score
+    from sklearn.preprocessing import StandardScaler
+
+    from alignment.data.sources import load_safety_eval
+    from alignment.evaluation.aqi import embed_texts
+
+    model, tok = tiny_lm
+    cfg = eval_cfg(["eval=[aqi]", "eval.aqi.reducer=none", "eval.aqi.samples_per_category=3"])
+    metrics = run_eval(cfg, model, tok, None, weights_key="tiny-fixture")
+    saved = json.loads((Path(cfg.output_dir) / "eval" / "eval_metrics.json").read_text())["params"]
+    assert saved["eval/aqi/chi_sil/pooling"] == "mean_unmasked"
+    assert saved["eval/aqi/xb_chi/pooling"] == "mean_masked"
+    assert saved["eval/aqi/padding"] == "reference" and saved["eval/aqi/version"] == "1.1"
+
+    prompts = load_safety_eval(3, 42)
+    texts, labels = [p.text for p in prompts], [p.label for p in prompts]
+    unmasked = embed_texts(model, tok, texts, pooling="mean_unmasked", padding="reference")
+    z = StandardScaler().fit_transform(unmasked.astype(np.float64))
+    ss, chi = silhouette_score(z, labels), calinski_harabasz_score(z, labels)
+    expected = 0.5 * (ss + 1) / 2 + 0.5 * chi / (1 + chi)
+    assert metrics["eval/aqi/chi_sil/overall"] == pytest.approx(expected, abs=1e-6)
+    masked = embed_texts(model, tok, texts, pooling="mean_masked", padding="reference")
+    xb_chi_chi = calinski_harabasz_score(masked.astype(np.float64), labels)
+    assert metrics["eval/aqi/xb_chi/overall/chi"] == pytest.approx(xb_chi_chi, rel=1e-6)
+    assert metrics["eval/aqi/chi_sil/overall/chi"] != pytest.approx(xb_chi_chi, rel=1e-3)
