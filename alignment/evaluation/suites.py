@@ -92,8 +92,9 @@ def _answers(ctx: EvalContext, prompts: list[str], gen, *, base: bool = False) -
 @SUITES.register("aqi")
 def run_aqi(ctx: EvalContext) -> SuiteOutput:
     """Metrics: `<variant>/<axiom>` and `<variant>/overall` (AQI), and for overall also ss,
-    ss_norm, chi, chi_norm, xb, xb_norm, dbs. Files: aqi_summary.csv, aqi_<variant>.png.
-    Params: the settings, and `<variant>/pooling`, the pooling each variant actually used."""
+    ss_norm, chi, chi_norm, xb, dbs (and xb_chi's xb_norm). Files: aqi_summary.csv and
+    aqi_<variant>.png. Params: the settings and `<variant>/pooling`, the pooling each variant
+    actually used."""
     cfg = ctx.cfg.eval.aqi
     if cfg.data == "builtin":
         prompts = load_safety_eval(cfg.samples_per_category, cfg.seed)
@@ -128,7 +129,8 @@ def run_aqi(ctx: EvalContext) -> SuiteOutput:
         for row in res.rows:
             out.metrics[f"{variant}/{metric_key(str(row['scope']))}"] = float(row["aqi"])
         for key in ("ss", "ss_norm", "chi", "chi_norm", "xb", "xb_norm", "dbs"):
-            out.metrics[f"{variant}/overall/{key}"] = float(res.row(OVERALL)[key])
+            if key != "xb_norm" or variant == "xb_chi":  # chi_sil has no XB normalisation
+                out.metrics[f"{variant}/overall/{key}"] = float(res.row(OVERALL)[key])
         how = f"{cfg.protocol}, {cfg.reducer}, {pooling[variant]}, layer {cfg.layer}"
         title = f"AQI {variant} ({how})"
         out.files.append(plot_clusters(res, ctx.out_dir / f"aqi_{variant}.png", title))

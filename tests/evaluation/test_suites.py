@@ -94,7 +94,7 @@ def test_run_eval_response_aqi_and_judge(tiny_lm, eval_cfg, monkeypatch) -> None
     out = Path(cfg.output_dir) / "eval"
     saved = json.loads((out / "eval_metrics.json").read_text())
     assert saved["params"]["eval/aqi/protocol"] == "response"
-    assert saved["params"]["eval/judge/version"] == "1.0"
+    assert saved["params"]["eval/judge/version"] == "1.1"
     records = (out / "judge_records.jsonl").read_text().splitlines()
     assert json.loads(records[0])["raw"] == ["[[A]]", "[[A]]"]
 
