@@ -9,6 +9,9 @@ Each choice's score is its TOTAL log-probability (no length normalisation), comp
 `sequence_logps`, the function training uses.
 Chat style: the same text as one user turn through the chat template; the continuation is the
 choice itself after the generation prompt.
+Scoring runs the preamble shared by every request once and reuses its key/value cache
+(`shared_prefix_loglikelihoods`, ~15x faster on CPU); `share_prefix=False` runs every request in
+full (`loglikelihoods`). Both give the same log-likelihoods up to float rounding.
 
 NOTICE: alignment/data/assets/truthfulqa_en.jsonl.gz (TRUTHFULQA_BUILTIN, the suite's default
 data) is TruthfulQA (Lin, Hilton and Evans, 2022; https://github.com/sylinrl/TruthfulQA,
@@ -99,7 +102,7 @@ def loglikelihoods(
     model, pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, batch_size: int = 8
 ) -> list[float]:
     """Total log p(continuation | context) per (context ids, continuation ids) pair, every pair
-    run in full (the harness's way; the reference `shared_prefix_loglikelihoods` must equal).
+    run in full: the harness's way, and what `shared_prefix_loglikelihoods` is tested against.
 
     Pairs are batched longest first and right-padded; labels mask context and padding (-100).
     """
