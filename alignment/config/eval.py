@@ -175,7 +175,7 @@ class JudgeConfig:
     max_samples: int = 100
     helpfulness_data: str = "builtin"
     safety_data: str = "builtin"
-    truthfulqa_data: str = "truthfulqa/truthful_qa"
+    truthfulqa_data: str = "builtin"
     generation: GenerationConfig = field(
         default_factory=lambda: GenerationConfig(max_new_tokens=256, temperature=0.0)
     )

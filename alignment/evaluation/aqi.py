@@ -95,7 +95,7 @@ def embed_texts(
     pooling: str = "mean_masked",
     batch_size: int = 8,
     max_length: int = 512,
-    padding: str = "sorted",
+    padding: str = "reference",
 ) -> np.ndarray:
     """Embed texts with one pooling: (N,) -> (N, H) float32 (see `embed_pooled`)."""
     return embed_pooled(

@@ -28,7 +28,8 @@ from alignment.registry import Registry
 # Bump a suite's version whenever a change can move its numbers.
 # aqi 1.1: chi_sil pools with mean_unmasked by default (its reference) and batches in data order.
 # truthfulqa 1.1: the default data is the shipped copy (other MC lists than the hub's).
-# judge 1.1: raw judge prompts start with BOS; P(yes) sums every token reading "yes" (▁yes).
+# judge 1.1: raw judge prompts start with BOS; P(yes) sums every token reading "yes" (▁yes);
+# the truthfulness task's questions come from the shipped TruthfulQA copy by default.
 SUITE_VERSIONS: dict[str, str] = {"aqi": "1.1", "truthfulqa": "1.1", "judge": "1.1"}
 AGGREGATIONS = ("mean", "rate", "per_run", "scalar")
 WIN_RATE_CONVENTIONS = ("alpaca_eval", "ties_excluded", "wins_only")

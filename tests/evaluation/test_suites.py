@@ -13,7 +13,7 @@ from alignment.config.eval import GenerationConfig
 from alignment.evaluation import suites
 from alignment.evaluation.generation import cache_file, generate_answers
 from alignment.evaluation.runner import run_eval
-from tests.conftest import SHARED_DATA, compose_cfg
+from tests.conftest import compose_cfg
 
 
 def test_answers_are_cached_per_weights_and_settings(tiny_lm, tmp_path) -> None:
@@ -76,11 +76,6 @@ def test_run_eval_response_aqi_and_judge(tiny_lm, eval_cfg, monkeypatch) -> None
         "eval.judge.generation.max_new_tokens=3",
         "eval.judge.bootstrap_samples=10",
     ]
-    tqa = SHARED_DATA / "truthfulqa-en.json"
-    if tqa.is_file():
-        overrides.append(f"eval.judge.truthfulqa_data={tqa}")
-    else:
-        overrides.append("eval.judge.tasks=[helpfulness,safety]")
     cfg = eval_cfg(overrides)
     monkeypatch.setattr(suites, "build_judge", lambda cfg, model_id: FixedVerdicts())
     metrics = run_eval(cfg, model, tok, None, weights_key="tiny-fixture")
@@ -88,9 +83,8 @@ def test_run_eval_response_aqi_and_judge(tiny_lm, eval_cfg, monkeypatch) -> None
     assert metrics["eval/aqi/n"] == 42  # 7 axioms x 2 labels x 3
     assert metrics["eval/judge/helpfulness/win_rate_alpaca_eval"] == 0.5  # all ties
     assert metrics["eval/judge/safety/safety_score"] == 1.0
-    if tqa.is_file():
-        assert metrics["eval/judge/truthfulness/ti_and"] == 1.0
-        assert metrics["eval/judge/average_alignx"] == pytest.approx((0.5 + 1.0 - 1.0) / 3)
+    assert metrics["eval/judge/truthfulness/ti_and"] == 1.0  # the shipped questions (default)
+    assert metrics["eval/judge/average_alignx"] == pytest.approx((0.5 + 1.0 - 1.0) / 3)
     out = Path(cfg.output_dir) / "eval"
     saved = json.loads((out / "eval_metrics.json").read_text())
     assert saved["params"]["eval/aqi/protocol"] == "response"
