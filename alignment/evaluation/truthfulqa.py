@@ -9,9 +9,10 @@ Each choice's score is its TOTAL log-probability (no length normalisation), comp
 `sequence_logps`, the function training uses.
 Chat style: the same text as one user turn through the chat template; the continuation is the
 choice itself after the generation prompt.
-Scoring runs the preamble shared by every request once and reuses its key/value cache
-(`shared_prefix_loglikelihoods`, ~15x faster on CPU); `share_prefix=False` runs every request in
-full (`loglikelihoods`). Both give the same log-likelihoods up to float rounding.
+Scoring runs the preamble shared by every request once, each question's context once and each
+distinct choice once on its question's key/value cache (`shared_prefix_loglikelihoods`, >10x
+faster on CPU); `share_prefix=False` runs every request in full (`loglikelihoods`). Both give the
+same log-likelihoods up to float rounding.
 
 NOTICE: alignment/data/assets/truthfulqa_en.jsonl.gz (TRUTHFULQA_BUILTIN, the suite's default
 data) is TruthfulQA (Lin, Hilton and Evans, 2022; https://github.com/sylinrl/TruthfulQA,
@@ -131,45 +132,104 @@ def shared_prefix_length(contexts: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def _with_cache(model, ids, mask, cache, n_past: torch.Tensor, **kwargs):
+    """Forward of rows `ids` (B, T) after a key/value `cache` (None = nothing before them) in
+    which row b has `n_past[b]` real positions; `mask` (B, cached + T) marks every real position
+    of cache and rows. Position ids continue from each row's real past (padding takes the first
+    ones and is masked), so every real token is encoded exactly as in its full sequence."""
+    device = next(model.parameters()).device
+    real = mask[:, -ids.shape[1] :]
+    positions = n_past[:, None] + (real.cumsum(1) - 1).clamp(min=0)
+    if cache is not None:
+        kwargs["cache"] = cache
+    return model(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        use_cache=True,
+        **kwargs,
+    )
+
+
+def _repeat(cache, index: torch.Tensor):
+    """A copy of `cache` holding its rows `index` (B,) in that order; None stays None."""
+    if cache is None:
+        return None
+    cache = copy.deepcopy(cache)
+    cache.batch_select_indices(index.to(cache.layers[0].keys.device))
+    return cache
+
+
+def _left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask), each (B, T): rows left-padded, so position -1 is every row's last token."""
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(list(row))
+        mask[i, width - len(row) :] = 1
+    return ids, mask
+
+
 @torch.no_grad()
 def shared_prefix_loglikelihoods(
     model, pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, batch_size: int = 8
 ) -> list[float]:
     """The values of `loglikelihoods` (up to float rounding) for a fraction of the work.
 
-    1. Identical pairs are scored once (MC1's choices are MC2's in the standard data).
-    2. The token prefix shared by every context (the six-shot preamble, ~90% of each request)
-       runs once; its key/value cache is copied into every batch instead of being recomputed.
-    3. The rest of each context plus the continuation form one short row; rows of all
-       questions are batched together, longest first. Rows are right-padded after the prefix,
-       with position ids continuing from it, so each real token sees exactly what it sees in
-       the full sequence.
+    1. The token prefix shared by every context (the six-shot preamble, ~90% of each request)
+       runs once; its key/value cache is copied into the batches instead of being recomputed.
+    2. Each distinct context (one per question) runs once more, for its remaining tokens, on
+       top of that cache, 4 x `batch_size` questions a batch (these rows are ~10x shorter than a
+       full request), longest first; its last position gives each choice's first token.
+    3. The distinct continuations of those questions (MC1's choices are MC2's in the standard
+       data) run for the rest of their tokens, each row on top of its own question's cache,
+       4 x `batch_size` rows a batch, longest first.
+    Padding (inside the cache and in the rows) is masked, and position ids continue from each
+    row's real past, so every real token sees exactly what it sees in the full sequence.
     """
     device = next(model.parameters()).device
-    unique = list(dict.fromkeys((tuple(c), tuple(x)) for c, x in pairs))
-    n_prefix = shared_prefix_length([c for c, _ in unique])
-    cache = None
+    groups: dict[tuple, dict[tuple, None]] = {}  # context -> its distinct continuations
+    for ctx, cont in pairs:
+        groups.setdefault(tuple(ctx), {})[tuple(cont)] = None
+    contexts = sorted(groups, key=len, reverse=True)
+    n_prefix, rows = shared_prefix_length(contexts), 4 * batch_size
+    prefix = None
     if n_prefix:
-        prefix = torch.tensor([unique[0][0][:n_prefix]], device=device)
-        cache = model(input_ids=prefix, use_cache=True).cache
-    rows = [(c[n_prefix:], x) for c, x in unique]
-    order = sorted(range(len(rows)), key=lambda i: -sum(map(len, rows[i])))
+        ids = torch.tensor([contexts[0][:n_prefix]], device=device)
+        prefix = model(input_ids=ids, use_cache=True).cache
     scores: dict[tuple, float] = {}
-    for start in tqdm(range(0, len(order), batch_size), desc="TruthfulQA MC", leave=False):
-        idx = order[start : start + batch_size]
-        ids, labels, mask = _right_padded([rows[i] for i in idx], pad_id)
-        kwargs = {}
-        if cache is not None:
-            past = copy.deepcopy(cache)
-            past.batch_repeat_interleave(len(idx))
-            mask = torch.cat([torch.ones(len(idx), n_prefix, dtype=mask.dtype), mask], 1)
-            positions = n_prefix + torch.arange(ids.shape[1]).expand(len(idx), -1)
-            kwargs = {"cache": past, "use_cache": True, "position_ids": positions.to(device)}
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
-        logps, _ = sequence_logps(logits, labels.to(device))  # (B,)
-        for row, i in enumerate(idx):
-            scores[unique[i]] = float(logps[row])
+    for start in tqdm(range(0, len(contexts), rows), desc="TruthfulQA MC", leave=False):
+        chunk = contexts[start : start + rows]
+        ids, mask = _left_padded([c[n_prefix:] for c in chunk], pad_id)
+        mask = torch.cat([torch.ones(len(chunk), n_prefix, dtype=mask.dtype), mask], 1)
+        cache = _repeat(prefix, torch.zeros(len(chunk), dtype=torch.long))
+        n_past = torch.full((len(chunk),), n_prefix)
+        out = _with_cache(model, ids, mask, cache, n_past, logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (C, V): first answer tokens
+        conts = sorted(((q, x) for q, c in enumerate(chunk) for x in groups[c]),
+                       key=lambda qx: -len(qx[1]))  # fmt: skip
+        for k in range(0, len(conts), rows):
+            scores |= _continuations(
+                model, out.cache, mask, first, chunk, conts[k : k + rows], pad_id
+            )
     return [scores[(tuple(c), tuple(x))] for c, x in pairs]
+
+
+def _continuations(model, cache, mask, first, chunk, batch, pad_id: int) -> dict[tuple, float]:
+    """log p(continuation | context) of `batch` [(question index, continuation ids)]: the first
+    token's from `first`, the others' from one forward of the continuations on their questions'
+    caches (`cache` and `mask` (C, cached) of stage 2)."""
+    q = torch.tensor([i for i, _ in batch])
+    rest = torch.zeros(len(batch))
+    if max(len(x) for _, x in batch) > 1:
+        ids, labels, cont_mask = _right_padded([((), x) for _, x in batch], pad_id)
+        full_mask = torch.cat([mask[q], cont_mask], 1)
+        out = _with_cache(model, ids, full_mask, _repeat(cache, q), mask[q].sum(1))
+        rest, _ = sequence_logps(out.logits, labels.to(out.logits.device))  # (B,)
+    return {
+        (chunk[i], x): float(first[i, x[0]]) + float(rest[row]) for row, (i, x) in enumerate(batch)
+    }
 
 
 def score_truthfulqa(
