@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from alignment.config import register_configs  # noqa: E402
+from alignment.config.cli import one_line, to_config  # noqa: E402
 from alignment.config.sweep import check_launcher  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def plan(overrides: list[str]) -> list[list[str]]:
             cfg = composed[groups].copy()
             for o in parser.parse_overrides([o for o in job if not _is_group(o)]):
                 OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
-            OmegaConf.to_object(cfg)  # typos, wrong types, bad values fail here
+            to_config(cfg)  # typos, appended keys, wrong types, bad values fail here
     return jobs
 
 
@@ -108,7 +109,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py -m")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    jobs = plan(args.overrides)
+    try:
+        jobs = plan(args.overrides)
+    except Exception as err:  # a cell that does not compose: one line, exit 1, nothing planned
+        raise SystemExit(f"error: {one_line(err)}") from None
     for i, job in enumerate(jobs):
         print(f"  {i:4d}  {' '.join(job)}")
     print(gpu_line(len(jobs), resources(args.overrides)))

@@ -84,6 +84,7 @@ def documented_commands() -> dict[str, str]:
 
 
 RUN, COMPOSE, TEST = "run", "compose", "test"
+EVAL_README = "tests/evaluation/test_evaluate_e2e.py::test_readme_evaluate_commands_as_written"
 # command -> (mode, detail). detail: for `run`, "fast" or "slow"; for `test`, the test's id.
 COVERAGE: dict[str, tuple[str, str]] = {
     # README: set-up
@@ -95,7 +96,7 @@ COVERAGE: dict[str, tuple[str, str]] = {
     "python train.py method=factual_dpo method.delta=10 dataset=aixpert_factuality": (COMPOSE, ""),
     "python train.py --help": (RUN, "fast"),
     "python train.py --cfg job method=cita": (RUN, "fast"),
-    "python evaluate.py run=<mlflow run id> eval=[aqi,truthfulqa]": (RUN, "slow"),
+    "python evaluate.py run=<mlflow run id> eval=[aqi,truthfulqa]": (TEST, EVAL_README),
     "mlflow ui --backend-store-uri sqlite:///mlflow.db": (RUN, "slow"),
     "mlflow ui": (RUN, "slow"),
     "python train.py --cfg job": (RUN, "fast"),
@@ -158,8 +159,13 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/test_distributed.py::test_local_launcher_runs_each_cell_as_one_two_rank_job",
     ),
     # README: evaluation
-    "python evaluate.py run=<run id> eval=[aqi,truthfulqa,judge]": (COMPOSE, ""),
-    "python evaluate.py method=baseline model=smollm2_135m": (RUN, "slow"),
+    "python train.py model=tiny train.max_steps=2 train.samples=0": (TEST, EVAL_README),
+    "python evaluate.py run=<run id> eval=[aqi,truthfulqa]": (TEST, EVAL_README),
+    "python evaluate.py adapter=outputs/runs/tiny/dpo-adamw/train.max_steps=2,train.samples=0/"
+    "adapter model=tiny eval=[aqi]": (TEST, EVAL_README),
+    # As written it scores SmolLM2 on all 817 questions (tens of minutes on 2 cores); the
+    # README test runs it with model=tiny in its place.
+    "python evaluate.py method=baseline model=smollm2_135m": (TEST, EVAL_README),
     "python experiments/report.py --experiment paper_grid": (RUN, "slow"),
     # experiments/README.md
     "python train.py -m experiment=paper_grid eval_after_train=true 'eval=[aqi,truthfulqa]'": (
@@ -179,9 +185,9 @@ COVERAGE: dict[str, tuple[str, str]] = {
     "python train.py -m hydra/launcher=slurm method=dpo,sft seed=0,1": (COMPOSE, ""),
     "python train.py -m hydra/launcher=local method=dpo,sft": (COMPOSE, ""),
     "python evaluate.py run=<mlflow run id>": (COMPOSE, ""),
-    "python evaluate.py adapter=<dir> model=<name>": (RUN, "slow"),
+    "python evaluate.py adapter=<dir> model=<name>": (TEST, EVAL_README),
+    "python evaluate.py adapter=<dir> model=<name> eval=[aqi]": (TEST, EVAL_README),
     "python evaluate.py method=baseline model=<name>": (COMPOSE, ""),
-    "python evaluate.py method=baseline model=llama3_8b eval=[aqi,truthfulqa,judge]": (COMPOSE, ""),
     **{
         f"python train.py experiment={cell} model=llama3_8b": (COMPOSE, "")
         for cell in ("grid_baseline", "grid_sft", "grid_sft_grit", "grid_dpo", "grid_dpo_grit")
@@ -330,18 +336,6 @@ def test_slow_commands_run_as_written(tmp_path, cache_dir):
         done.add(command)
         return proc
 
-    # A trained tiny run to evaluate (setup: not itself a documented command).
-    check("python train.py model=tiny train.max_steps=2 train.samples=0 tag=docs")
-    (run_dir,) = (box / "outputs" / "runs" / "tiny" / "dpo-adamw").glob("*tag=docs*")
-    run_id = (run_dir / "mlflow_run_id").read_text().strip()
-    check(
-        "python evaluate.py run=<mlflow run id> eval=[aqi,truthfulqa]",
-        **{"<mlflow run id>": run_id},
-    )
-    check(
-        "python evaluate.py adapter=<dir> model=<name>",
-        **{"<dir>": str(run_dir / "adapter"), "<name>": "tiny"},
-    )
     (box / "my.jsonl").write_text(
         "".join(
             f'{{"question": "How do I stay safe online, tip {i}?", "good": "Use a password '
@@ -356,7 +350,6 @@ def test_slow_commands_run_as_written(tmp_path, cache_dir):
     check("python train.py -m method=dpo,cita model=tiny seed=0,1")
     check("python train.py -m experiment=paper_grid model=tiny train.max_steps=2")
     check("python experiments/report.py --experiment paper_grid")
-    check("python evaluate.py method=baseline model=smollm2_135m")
     for server in ("mlflow ui --backend-store-uri sqlite:///mlflow.db", "mlflow ui"):
         _serves(server, box, cache_dir)
         done.add(server)

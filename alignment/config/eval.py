@@ -21,7 +21,8 @@ from alignment.config.checks import check
 from alignment.config.secrets import check_env_name
 
 AQI_VARIANTS = ("chi_sil", "xb_chi")
-POOLINGS = ("mean_masked", "mean_unmasked", "last", "cls")
+POOLINGS = ("reference", "mean_masked", "mean_unmasked", "last", "cls")
+PADDINGS = ("reference", "sorted")
 PROTOCOLS = ("prompt", "response")
 REDUCERS = ("tsne", "pca", "none")
 PROMPT_STYLES = ("harness", "chat")
@@ -67,9 +68,14 @@ class AqiConfig:
       7 axioms + overall, as the reference does: xb_chi scores do NOT compare across models.
     gamma: 0.5 (function default and seed value; the chi_sil script's CLI silently used 0.3).
     layer: hidden-state index (-1 = last layer output, after the final norm for HF Llama).
-    pooling: mean_masked (default; padding ignored); mean_unmasked averages over padding too and
-      exists only for parity with aqi_dealign_chi_sil.py, whose scores then depend on batch
-      composition and padding length; last (last non-pad token); cls (first token).
+    pooling: reference (default) = each variant's reference pooling: chi_sil mean_unmasked (the
+      average over every position, padding included: aqi_dealign_chi_sil.py's behaviour, so its
+      scores depend on batch composition and padding length), xb_chi mean_masked (real tokens
+      only). Any other value applies to every variant: mean_masked (the corrected chi_sil),
+      mean_unmasked, last (last non-pad token), cls (first token).
+    padding: reference (default) = batches in data order with the tokenizer's padding side, as
+      the reference scripts batch, so mean_unmasked reproduces their embeddings; sorted =
+      longest first (less padding, faster; mean_unmasked scores then differ from the reference).
     protocol: prompt = embed the prompts; response = generate an answer per prompt first
       (`generation`, cached on disk), then embed the answers (labels stay the prompt's).
     reducer: tsne = 3-D t-SNE with each variant's reference parameters; pca = 3-D PCA; none =
@@ -79,12 +85,14 @@ class AqiConfig:
     """
 
     # Bump whenever a change can move this suite's numbers (logged as eval/<suite>/version).
-    VERSION: ClassVar[str] = "1.0"
+    # 1.1: chi_sil pools with mean_unmasked by default (its reference) and batches in data order.
+    VERSION: ClassVar[str] = "1.1"
 
     variants: list[str] = field(default_factory=lambda: list(AQI_VARIANTS))
     gamma: float = 0.5
     layer: int = -1
-    pooling: str = "mean_masked"
+    pooling: str = "reference"
+    padding: str = "reference"
     protocol: str = "prompt"
     reducer: str = "tsne"
     data: str = "builtin"
@@ -100,6 +108,7 @@ class AqiConfig:
         for variant in self.variants:
             _check_choice("eval.aqi.variants", variant, AQI_VARIANTS)
         _check_choice("eval.aqi.pooling", self.pooling, POOLINGS)
+        _check_choice("eval.aqi.padding", self.padding, PADDINGS)
         _check_choice("eval.aqi.protocol", self.protocol, PROTOCOLS)
         _check_choice("eval.aqi.reducer", self.reducer, REDUCERS)
         check("eval.aqi.gamma", self.gamma, ge=0, le=1)
@@ -113,23 +122,33 @@ class AqiConfig:
 class TruthfulQAConfig:
     """TruthfulQA MC1/MC2 by teacher-forced log-likelihood (no generation, no judge).
 
-    data: hub id (config `multiple_choice`, split `validation`) or a local .json/.jsonl file
-      with mc1_targets/mc2_targets (and category).
+    data: builtin (default) = the 817 questions shipped in alignment/data/assets/
+      (truthfulqa_en.jsonl.gz, Apache-2.0; MC lists built from each question's answers, see
+      conf/eval/truthfulqa.yaml), the hub id truthfulqa/truthful_qa (configs multiple_choice
+      and generation, split validation), or a local .json/.jsonl(.gz) file shaped like it.
     prompt_style: harness = lm-evaluation-harness's six-shot QA preamble as raw text (parity);
       chat = the same text as one user turn through the chat template.
     add_bos: prepend the tokenizer's BOS token to the context (the harness default is no special
       tokens for causal LMs; Gemma needs true).
     max_questions: the first n questions (null = all 817), for smoke runs.
+    share_prefix: run the context prefix shared by every request (the six-shot preamble) once,
+      each question's context once, and each distinct answer choice once on top of its
+      question's key/value cache, batched across questions (the same log-likelihoods up to float
+      rounding, >10x faster on CPU); false runs every request in full, as the harness does.
+    batch_size: requests per forward pass when every request runs in full; the shared-prefix
+      path runs 4x as many of its ~10x shorter rows.
     """
 
     # Bump whenever a change can move this suite's numbers (logged as eval/<suite>/version).
-    VERSION: ClassVar[str] = "1.0"
+    # 1.1: the default data is the shipped copy (other MC lists than the hub's).
+    VERSION: ClassVar[str] = "1.1"
 
-    data: str = "truthfulqa/truthful_qa"
+    data: str = "builtin"
     prompt_style: str = "harness"
     add_bos: bool = False
     max_questions: int | None = None
     batch_size: int = 8
+    share_prefix: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("eval.truthfulqa.prompt_style", self.prompt_style, PROMPT_STYLES)
@@ -155,7 +174,9 @@ class JudgeConfig:
     """
 
     # Bump whenever a change can move this suite's numbers (logged as eval/<suite>/version).
-    VERSION: ClassVar[str] = "1.0"
+    # 1.1: raw judge prompts start with BOS; P(yes) sums every token reading "yes" (▁yes); the
+    # truthfulness task's questions come from the shipped TruthfulQA copy by default.
+    VERSION: ClassVar[str] = "1.1"
 
     tasks: list[str] = field(default_factory=lambda: list(JUDGE_TASKS))
     backend: str = "local_hf"
@@ -175,7 +196,7 @@ class JudgeConfig:
     max_samples: int = 100
     helpfulness_data: str = "builtin"
     safety_data: str = "builtin"
-    truthfulqa_data: str = "truthfulqa/truthful_qa"
+    truthfulqa_data: str = "builtin"
     generation: GenerationConfig = field(
         default_factory=lambda: GenerationConfig(max_new_tokens=256, temperature=0.0)
     )
