@@ -41,7 +41,22 @@ RUNS: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ["method=factual_dpo", "method.delta=10"],
         (*PAIR, "train/factual/offset", "train/factual/z", *BUCKETS, "data/flipped"),
     ),
+    "ipo": (["method=ipo"], (*PAIR, "train/ipo/h")),
+    "hinge": (["method=hinge"], (*PAIR, "train/hinge/active")),
+    "robust": (["method=robust"], (*PAIR, "train/robust/dpo")),
+    "simpo": (["method=simpo"], (*PAIR, "train/simpo/z")),
+    "orpo": (["method=orpo"], (*PAIR, "train/orpo/log_odds", "train/orpo/nll")),
+    "sigmoid_norm": (["method=sigmoid_norm"], (*PAIR, "train/sigmoid_norm/z")),
 }
+# Methods whose end-to-end tests live beside their own machinery.
+E2E_ELSEWHERE: set[str] = set()
+
+
+def test_every_registered_method_trains_here_or_elsewhere():
+    from alignment.methods import METHODS
+
+    covered = {overrides[0].removeprefix("method=") for overrides, _ in RUNS.values()}
+    assert set(METHODS.names()) - covered == E2E_ELSEWHERE
 
 
 def tiny_overrides(data, db: str, name: str) -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from alignment.losses.preference import _reward_metrics, _smoothed_sigmoid_loss
+from alignment.losses.preference import reward_metrics, smoothed_sigmoid_loss
 from alignment.losses.types import LossOutput
 
 
@@ -63,7 +63,7 @@ def ipo_loss(
     rejected = _per_token(policy_rejected_logps - ref_rejected_logps, rejected_tokens)
     h = chosen - rejected
     losses = (h - 1 / (2 * beta)) ** 2
-    metrics = _reward_metrics(
+    metrics = reward_metrics(
         beta * chosen, beta * rejected, policy_chosen_logps, policy_rejected_logps
     )
     metrics["ipo/h"] = h.detach()
@@ -101,7 +101,7 @@ def hinge_loss(
     chosen = policy_chosen_logps - ref_chosen_logps
     rejected = policy_rejected_logps - ref_rejected_logps
     gap = 1 - beta * (chosen - rejected)
-    metrics = _reward_metrics(
+    metrics = reward_metrics(
         beta * chosen, beta * rejected, policy_chosen_logps, policy_rejected_logps
     )
     metrics["hinge/active"] = (gap > 0).float().detach()
@@ -145,7 +145,7 @@ def robust_loss(
     z = beta * (chosen - rejected)
     clean, flipped = -F.logsigmoid(z), -F.logsigmoid(-z)
     losses = ((1 - label_smoothing) * clean - label_smoothing * flipped) / (1 - 2 * label_smoothing)
-    metrics = _reward_metrics(
+    metrics = reward_metrics(
         beta * chosen, beta * rejected, policy_chosen_logps, policy_rejected_logps
     )
     metrics["robust/dpo"] = clean.detach()
@@ -188,8 +188,8 @@ def simpo_loss(
     chosen = _per_token(policy_chosen_logps, chosen_tokens)
     rejected = _per_token(policy_rejected_logps, rejected_tokens)
     z = beta * (chosen - rejected) - gamma
-    losses = _smoothed_sigmoid_loss(z, label_smoothing)
-    metrics = _reward_metrics(
+    losses = smoothed_sigmoid_loss(z, label_smoothing)
+    metrics = reward_metrics(
         beta * chosen, beta * rejected, policy_chosen_logps, policy_rejected_logps
     )
     metrics["simpo/z"] = z.detach()
@@ -208,6 +208,7 @@ def orpo_loss(
     policy_rejected_logps: torch.Tensor,
     chosen_tokens: torch.Tensor,
     rejected_tokens: torch.Tensor,
+    chosen_tokens_total: torch.Tensor | None = None,
     *,
     beta: float = 0.1,
 ) -> LossOutput:
@@ -223,7 +224,9 @@ def orpo_loss(
     and Llama-2; 0.2 for Mistral): the weight of the odds-ratio penalty on the SFT loss. The
     odds ratio is milder than DPO's probability ratio, so SFT and the penalty train together in
     one stage. Deviation: TRL's ORPOTrainer takes the NLL over prompt and response tokens; the
-    paper's L_SFT (and this loss) covers the response only. Metrics: `orpo/log_odds` (B,),
+    paper's L_SFT (and this loss) covers the response only. chosen_tokens_total, when given,
+    replaces sum_b |y_w,b| (the trainer's token count of the accumulation window, as in
+    `sft_loss`), so accumulation does not change the gradient. Metrics: `orpo/log_odds` (B,),
     `orpo/or_loss` (B,), `orpo/nll` ().
 
     By hand: average log-probs -ln 2 and -ln 5 give P = 1/2, 1/5, odds 1 and 1/4, log odds ratio
@@ -242,8 +245,9 @@ def orpo_loss(
     rejected = _per_token(policy_rejected_logps.to(dtype), rejected_tokens)
     log_odds = (chosen - rejected) - (_log1mexp(chosen) - _log1mexp(rejected))
     or_loss = -F.logsigmoid(log_odds)
-    nll = -policy_chosen_logps.sum() / chosen_tokens.sum().clamp(min=1)
-    metrics = _reward_metrics(
+    total = chosen_tokens.sum() if chosen_tokens_total is None else chosen_tokens_total
+    nll = -policy_chosen_logps.sum() / total.clamp(min=1)
+    metrics = reward_metrics(
         beta * chosen, beta * rejected, policy_chosen_logps, policy_rejected_logps
     )
     metrics.update({"orpo/log_odds": log_odds.detach(), "orpo/or_loss": or_loss.detach()})
@@ -284,7 +288,7 @@ def sigmoid_norm_loss(
     chosen = _per_token(policy_chosen_logps - ref_chosen_logps, chosen_tokens)
     rejected = _per_token(policy_rejected_logps - ref_rejected_logps, rejected_tokens)
     z = beta * (chosen - rejected)
-    metrics = _reward_metrics(
+    metrics = reward_metrics(
         beta * chosen, beta * rejected, policy_chosen_logps, policy_rejected_logps
     )
     metrics["sigmoid_norm/z"] = z.detach()
