@@ -114,7 +114,7 @@ def test_qlora_under_fsdp_stores_4bit_weights_in_the_model_dtype(tmp_path, cache
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["train.distributed=zero3"], "train.distributed must be ddp or fsdp"),
+        (["train.distributed=zero3"], r"train.distributed must be one of \('ddp', 'fsdp'\)"),
         (["train.distributed=fsdp", "optimizer=grit"], "does not support optimizer=grit"),
         (["train.distributed=fsdp", "eval_after_train=true"], "does not support eval_after_"),
     ],
