@@ -1,8 +1,14 @@
 """The default safety loss: DPO on preference pairs, laid out one pair per sample.
 
-A pair batch holds, for B pairs: input_ids and labels (B, 2, L) (chosen, rejected), ref_logps
-(B, 2) (the adapter-disabled model's summed response log-probs) and min_prompt_len (int). Slicing
-any sample range along dim 0 gives a valid pair batch, which is what per-sample gradients need.
+A pair batch holds, for B pairs: input_ids and labels (B, 2, L) (chosen, rejected), min_prompt_len
+(int) and, unless the policy is its own reference, ref_logps (B, 2) (the adapter-disabled model's
+summed response log-probs). Slicing any sample range along dim 0 gives a valid pair batch, which
+is what per-sample gradients need.
+
+A freshly initialised LoRA adapter (every B factor zero) adds exactly 0 to every layer, so the
+policy's log-probs equal the reference's bit for bit; the preflight runs before training, on such
+an adapter, and then skips the reference forward: the loss uses the policy's own detached
+log-probs as the reference (DPO at its starting point, loss log 2).
 
 The forward passes no attention mask: rows are right-padded, so the causal mask alone already
 hides every pad from every real token (pads only follow them) and the log-probs of the response
@@ -11,8 +17,6 @@ which lets torch.func.vmap trace it.
 """
 
 from __future__ import annotations
-
-from contextlib import nullcontext
 
 import torch
 from datasets import Dataset
@@ -42,7 +46,7 @@ def dpo_pair_loss(
 ) -> torch.Tensor:
     """Mean sigmoid-DPO loss of the pairs against ref_logps (alignment.losses.dpo_loss)."""
     logps = pair_logps(model, batch)
-    ref = batch["ref_logps"].reshape(-1, 2)
+    ref = batch["ref_logps"].reshape(-1, 2) if "ref_logps" in batch else logps.detach()
     return dpo_loss(
         logps[:, 0],
         logps[:, 1],
@@ -63,6 +67,15 @@ def _pair_layout(collated: dict) -> dict:
     }
 
 
+def is_own_reference(model: torch.nn.Module) -> bool:
+    """True without adapters to disable, or when every LoRA B factor is exactly zero."""
+    if not hasattr(model, "disable_adapter"):
+        return True
+    return all(
+        not p.any() for n, p in model.named_parameters() if "lora_B" in n or "lora_embedding_B" in n
+    )
+
+
 @torch.no_grad()
 def pair_batches(
     model: torch.nn.Module,
@@ -75,13 +88,13 @@ def pair_batches(
 ) -> list[dict]:
     """The first `max_pairs` rows of a tokenised preference dataset as pair batches on the model's
     device, length-sorted (little padding), with reference log-probs from the model with its
-    adapters disabled (the model itself when it has none)."""
+    adapters disabled, unless the policy is its own reference (see `is_own_reference`)."""
     if len(ds) == 0:
         raise RiskInputError(f"{source}: the safety dataset has no preference pairs")
     device = next(model.parameters()).device
     collate = Collator(pad_token_id, pairs=True)
     rows = sorted(range(min(len(ds), max_pairs)), key=lambda i: ds[i]["length"])
-    disable = getattr(model, "disable_adapter", None)
+    disable = None if is_own_reference(model) else model.disable_adapter
     was_training = model.training
     model.eval()
     batches = []
@@ -89,8 +102,9 @@ def pair_batches(
         for start in range(0, len(rows), batch_size):
             batch = _pair_layout(collate([ds[i] for i in rows[start : start + batch_size]]))
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            with disable() if disable is not None else nullcontext():
-                batch["ref_logps"] = pair_logps(model, batch).float()
+            if disable is not None:
+                with disable():
+                    batch["ref_logps"] = pair_logps(model, batch).float()
             batches.append(batch)
     finally:
         model.train(was_training)

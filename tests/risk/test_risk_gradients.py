@@ -4,6 +4,7 @@ that works; the selection and the artifacts carry what the preflight computed.""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -82,3 +83,35 @@ def test_artifacts(tiny_risk, tmp_path):
     assert data["collapse_step"] == report.forecast.collapse_step and data["planned_steps"] == 200
     assert data["metrics"]["risk/overlap"] == report.overlap.ratio
     assert len(data["top_weights"]) == 256 and data["samples"] == sub.samples == 24
+
+
+def test_fresh_adapter_is_its_own_reference(tiny_risk, cache_dir):
+    """With every LoRA B zero the adapter adds exactly 0, so the reference forward is skipped:
+    the loss is log 2 (DPO at its start) and the gradients equal those against the explicit
+    adapter-disabled reference log-probs."""
+    from alignment.risk.safety import is_own_reference, pair_batches, pair_logps
+
+    t = tiny_risk
+    saved = {n: p.detach().clone() for n, p in t.model.named_parameters() if "lora_B" in n}
+    try:
+        with torch.no_grad():
+            for n, p in t.model.named_parameters():
+                if "lora_B" in n:
+                    p.zero_()
+        assert is_own_reference(t.model)
+        fresh = pair_batches(t.model, t.train.select(range(6)), t.pad_token_id, batch_size=6)
+        assert "ref_logps" not in fresh[0]
+        explicit = dict(fresh[0])
+        with torch.no_grad(), t.model.disable_adapter():
+            explicit["ref_logps"] = pair_logps(t.model, explicit)
+        assert t.safety_loss(t.model, fresh[0]).item() == pytest.approx(math.log(2), abs=1e-6)
+        G1, _ = per_sample_gradients(t.model, t.selection, fresh, t.safety_loss, progress=False)
+        G2, _ = per_sample_gradients(t.model, t.selection, [explicit], t.safety_loss)
+        torch.testing.assert_close(G1, G2, rtol=0, atol=0)
+        assert G1.abs().sum() > 0
+    finally:
+        with torch.no_grad():
+            for n, p in t.model.named_parameters():
+                if n in saved:
+                    p.copy_(saved[n])
+    assert not is_own_reference(t.model)
