@@ -26,14 +26,16 @@ def main(dcfg: DictConfig) -> float | None:
     from alignment.guards import NonFiniteError
     from alignment.pipeline import run_training
     from alignment.rerun import RerunError, check_rerun
+    from alignment.risk import RiskInputError
 
     try:
         if cfg.rerun:
             check_rerun(cfg)  # warns when the code or the config differ from the original's
         return run_training(cfg)
-    except (DataError, FileNotFoundError, NonFiniteError, RerunError) as err:
-        # Bad input: one line naming the file, row and field, before anything is trained.
-        # A non-finite loss or gradient: the step and the quantity (the MLflow run is FAILED).
+    except (DataError, FileNotFoundError, NonFiniteError, RerunError, RiskInputError) as err:
+        # Bad input: one line naming the file, row and field (or the risk.* key), before
+        # anything is trained. A non-finite loss or gradient: the step and the quantity (the
+        # MLflow run is FAILED).
         raise SystemExit(f"error: {err}") from None
 
 

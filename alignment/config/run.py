@@ -13,6 +13,7 @@ from alignment.config.eval import EvalConfig
 from alignment.config.method import MethodConfig
 from alignment.config.model import ModelConfig
 from alignment.config.optim import OptimizerConfig
+from alignment.config.risk import RegularizerConfig, RiskConfig
 
 NAN_POLICIES = ("stop", "skip_step")
 
@@ -99,6 +100,9 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    risk: RiskConfig = field(default_factory=lambda: RiskConfig(name="none"))
+    # null (regularizer=none) or a RegularizerConfig subclass named by the option's YAML.
+    regularizer: Any = None
 
     def __post_init__(self) -> None:
         check("seed", self.seed, ge=0)
@@ -108,3 +112,5 @@ class RunConfig:
             raise TypeError(
                 f"optimizer must be an OptimizerConfig, got {type(self.optimizer).__name__}"
             )
+        if self.regularizer is not None and not isinstance(self.regularizer, RegularizerConfig):
+            raise TypeError(f"regularizer must be a RegularizerConfig, got {self.regularizer!r}")

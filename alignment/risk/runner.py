@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from alignment.data.collate import Collator
 from alignment.forward import forward_logps
+from alignment.losses import token_kl_full_vocab
 from alignment.risk.gradients import LossFn
 from alignment.risk.params import ParamSlice, Selection
 from alignment.risk.safety import is_own_reference
@@ -52,17 +53,18 @@ def method_loss(method, method_cfg, *, completion_only: bool = True) -> LossFn:
         keep = method.needs_reference_logits(method_cfg)
         logps, n_tokens, logits = forward_logps(model, batch, completion_only, keep)
         b = batch["index"].shape[0]
-        pb = PolicyBatch(chosen_logps=logps[:b], chosen_tokens=n_tokens[:b])
+        pb = PolicyBatch(policy_chosen_logps=logps[:b], chosen_tokens=n_tokens[:b])
         if method.needs_pairs:
-            pb.rejected_logps, pb.rejected_tokens = logps[b:], n_tokens[b:]
+            pb.policy_rejected_logps, pb.rejected_tokens = logps[b:], n_tokens[b:]
             pb.h_w, pb.h_l = batch["h_w"], batch["h_l"]
+        # One batch, no accumulation window: its own token counts (the trainer's eval path).
+        pb.chosen_tokens_total, pb.response_tokens_total = n_tokens[:b].sum(), n_tokens.sum()
         if method.needs_reference(method_cfg):
             ref, ref_logits = _reference(model, batch, logps, logits, completion_only)
             pb.ref_chosen_logps, pb.ref_rejected_logps = ref[:b], ref[b:]
             if logits is not None:
-                from alignment.losses import token_kl_full_vocab
-
-                pb.token_kl = token_kl_full_vocab(logits, ref_logits, batch["labels"])
+                labels = batch["labels"]
+                pb.token_kl_sum = token_kl_full_vocab(logits, ref_logits, labels, "sum")
         return method.loss(method_cfg, pb).loss
 
     return loss_fn

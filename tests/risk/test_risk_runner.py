@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alignment.config import DpoConfig
 from alignment.losses import dpo_loss
-from alignment.methods import get_method
+from alignment.methods import DpoConfig, get_method
 from alignment.risk import estimate_subspace
 from alignment.risk.runner import (
     cached_subspace,
