@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -30,7 +31,11 @@ def forecast_figure(report: PreflightReport, path: Path, planned_steps: int | No
         ax.axvline(f.collapse_time, color="red", linestyle=":", label=f"collapse {f.collapse_step}")
     if planned_steps is not None:
         ax.axvline(planned_steps, color="black", linestyle="-.", label=f"planned {planned_steps}")
-    ax.set_yscale("symlog", linthresh=1e-6)
+    # Log scale (zeros masked): the curves span many decades below the threshold.
+    ax.set_yscale("log", nonpositive="mask")
+    curves = np.concatenate([f.estimated_loss, f.quartic_lower_bound])
+    floor = curves[curves > 0].min() if (curves > 0).any() else report.threshold
+    ax.set_ylim(bottom=max(min(floor, report.threshold) / 10, report.threshold * 1e-15))
     ax.set_xlabel("fine-tuning step")
     ax.set_ylabel("predicted alignment loss")
     ax.set_title(f"Stability forecast (eta={report.learning_rate:g})")
