@@ -32,7 +32,8 @@ class RiskConfig:
       says; a forecast collapse step within the run's planned steps logs a warning (warn) or ends
       the run before training, tagged risk_gate=skipped (skip). regularizer=alignguard also runs
       it (its subspace is the preflight's).
-    parameter_names: glob patterns over parameter names; `{last}` is the last layer's index. The
+    parameter_names: glob patterns over parameter names; `layers.-1.` is the last layer (-2 the
+      one before, as Python counts). The
       per-sample gradients are max_samples x n floats, so n is capped by max_parameters: name a
       few LoRA modules for real LLMs (the default: the last layer's attention LoRA factors).
     safety: the preference data of the safety loss (DPO with beta=safety_beta); any dataset
@@ -44,9 +45,7 @@ class RiskConfig:
 
     name: str = MISSING
     gate: str = "off"
-    parameter_names: list[str] = field(
-        default_factory=lambda: ["*.layers.{last}.self_attn.*lora_*"]
-    )
+    parameter_names: list[str] = field(default_factory=lambda: ["*.layers.-1.self_attn.*lora_*"])
     max_parameters: int = 500_000
     max_samples: int = 128
     safety: DatasetConfig = field(default_factory=_safety_default)

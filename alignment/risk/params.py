@@ -18,8 +18,9 @@ import torch
 DEFAULT_MAX_PARAMETERS = 500_000
 # One attention block's LoRA factors in the last layer: small enough for every supported model
 # (Llama-3-8B at r=16: 425,984 values) and cheap, since the backward stops one layer from the head.
-DEFAULT_PATTERNS = ("*.layers.{last}.self_attn.*lora_*",)
+DEFAULT_PATTERNS = ("*.layers.-1.self_attn.*lora_*",)
 LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
+NEGATIVE_LAYER = re.compile(r"\.layers\.-(\d+)\.")
 
 
 class RiskInputError(ValueError):
@@ -61,16 +62,25 @@ class Selection:
 
 
 def expand_patterns(patterns: Sequence[str], names: Sequence[str]) -> list[str]:
-    """Replace `{last}` by the highest `layers.<i>` index among `names`."""
-    if not any("{last}" in p for p in patterns):
+    """Count negative layer indices from the end, as Python does: `layers.-1.` becomes the
+    highest `layers.<i>.` index among `names`, `layers.-2.` the one before, and so on."""
+    if not any(NEGATIVE_LAYER.search(p) for p in patterns):
         return list(patterns)
     indices = [int(m.group(1)) for n in names for m in [LAYER_INDEX.search(n)] if m]
     if not indices:
         raise RiskInputError(
-            "risk.parameter_names: '{last}' needs parameters named '...layers.<i>...', "
+            "risk.parameter_names: 'layers.-1.' needs parameters named '...layers.<i>...', "
             f"found none among {len(names)} trainable parameters"
         )
-    return [p.replace("{last}", str(max(indices))) for p in patterns]
+    count = max(indices) + 1
+
+    def resolve(match: re.Match) -> str:
+        k = int(match.group(1))
+        if k > count:
+            raise RiskInputError(f"risk.parameter_names: layers.-{k} but the model has {count}")
+        return f".layers.{count - k}."
+
+    return [NEGATIVE_LAYER.sub(resolve, p) for p in patterns]
 
 
 def select_parameters(

@@ -48,7 +48,7 @@ def test_alignguard_without_lora_modules():
         num_attention_heads=2, num_key_value_heads=2,
     )  # fmt: skip
     model = transformers.LlamaForCausalLM(config)
-    sel = select_parameters(model, ["*.layers.{last}.self_attn.v_proj.*"])
+    sel = select_parameters(model, ["*.layers.-1.self_attn.v_proj.*"])
     n = sel.numel
     with pytest.raises(RiskInputError) as err:
         AlignGuard(sel.names, sel.params, torch.zeros(n, 1), torch.ones(1), torch.ones(n))

@@ -9,7 +9,13 @@ import math
 import pytest
 import torch
 
-from alignment.risk import assess, estimate_subspace, per_sample_gradients, select_parameters
+from alignment.risk import (
+    RiskInputError,
+    assess,
+    estimate_subspace,
+    per_sample_gradients,
+    select_parameters,
+)
 from alignment.risk.artifacts import write_artifacts
 from alignment.risk.gradients import math_attention, take
 
@@ -59,7 +65,7 @@ def test_auto_picks_vmap_on_tiny_and_falls_back_to_the_loop(tiny_risk):
 
 
 def test_last_layer_pattern_and_model_order(tiny_risk):
-    """model=tiny has layers 0 and 1: '{last}' selects layer 1's four attention LoRA pairs
+    """model=tiny has layers 0 and 1: 'layers.-1.' selects layer 1's four attention LoRA pairs
     (q, k, v, o; A 4x16 and B 16x4 each: 8 x 64 = 512 values) in the model's own order."""
     sel = select_parameters(tiny_risk.model)
     assert len(sel.names) == 8 and sel.numel == 512
@@ -67,6 +73,10 @@ def test_last_layer_pattern_and_model_order(tiny_risk):
     model_order = [n for n, _ in tiny_risk.model.named_parameters() if n in set(sel.names)]
     assert sel.names == model_order
     assert [s.end - s.start for s in sel.slices] == [64] * 8
+    first = select_parameters(tiny_risk.model, ["*.layers.-2.self_attn.q_proj.lora_A*"])
+    assert first.names == ["base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight"]
+    with pytest.raises(RiskInputError, match="layers.-3 but the model has 2"):
+        select_parameters(tiny_risk.model, ["*.layers.-3.*"])
 
 
 def test_artifacts(tiny_risk, tmp_path):
