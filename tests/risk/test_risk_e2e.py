@@ -97,6 +97,27 @@ def test_gated_sweep_skips_the_collapsing_cell_and_trains_the_other(tmp_path, ca
         "risk_gate": "skipped",
     }
     assert not (skip_dir / "checkpoints").exists()
+    # The README's report command: the forecast beside what was measured, skipped cell included.
+    out = tmp_path / "report"
+    proc = run_module(
+        [
+            "experiments/report.py",
+            "--uri",
+            db,
+            "--experiment",
+            "gated",
+            "--risk",
+            "--out",
+            str(out),
+        ],
+        cache_dir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split(" | ")[2]: line for line in (out / "risk.md").read_text().splitlines()[4:]}
+    step = int(skipped.data.metrics["risk/collapse_step"])
+    assert f"| 1000.0 | {step} | 2 | skipped |" in rows["1000.0"]  # no measured metrics: "–"
+    assert rows["1000.0"].endswith("| – | – | – |")
+    assert "| 0.0001 | none | 2 | passed |" in rows["0.0001"]
     assert (
         "within the run's 2 planned steps; training skipped" in (skip_dir / "train.log").read_text()
     )
