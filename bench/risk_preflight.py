@@ -182,6 +182,11 @@ def report(args: argparse.Namespace, pre: dict, train: dict) -> dict[str, float]
           f"tensors), rank {pre['rank']}, refined={pre['refined']}, "
           f"collapse_step={pre['collapse_step']}")  # fmt: skip
     print_table(["phase", "seconds"], [[k, v] for k, v in phases.items()] + [["total", full]])
+    g_mb = pre["samples"] * pre["n_params"] * 4 / 2**20
+    peak = pre.get("peak_gpu_mb", pre.get("peak_rss_mb", float("nan")))
+    kind = "GPU allocator" if "peak_gpu_mb" in pre else "process RSS"
+    print(f"memory: per-sample gradient matrix G = {pre['samples']} x {pre['n_params']:,} fp32 = "
+          f"{g_mb:.3g} MB; peak {kind} {peak:.4g} MB (weights included)")  # fmt: skip
     print(f"\ntraining: measured {len(train['steps'])} steps (first {args.warmup} dropped): "
           f"median {step:.3g} s/step; reference precompute {train['reference_s']:.3g} s for "
           f"{train['n_train']} pairs")  # fmt: skip

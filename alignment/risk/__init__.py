@@ -10,6 +10,10 @@ batches, with plain keyword arguments:
 - preflight.py: the pipeline (estimate_subspace, assess);
 - alignguard.py: the regulariser; safety.py: the default safety loss (DPO on pairs);
 - artifacts.py: figures (PNG) and arrays (JSON).
+Around them, for a training run: runner.py (the method's loss, fine-tuning batches, the subspace
+cache, the gate), regularizers.py (the `regularizer` registry and schemas), builder.py (RunConfig
+-> keyword arguments, MLflow record, gate, regulariser; called by the pipeline), standalone.py and
+__main__.py (`python -m alignment.risk`).
 """
 
 from alignment.risk.alignguard import TERMS, AlignGuard, alignguard_terms

@@ -147,7 +147,10 @@ def preflight(cfg: RunConfig, method, model, tokenizer, data, device, tracker, o
     """Run the preflight when the config asks for it (risk, gate or regularizer): returns the
     Guard (with the regulariser, anchored now, at the start of training) or None; raises
     RiskGateSkipped after recording the verdict when the gate skips the run."""
-    if not needs_preflight(cfg) or not method.trains:
+    if not needs_preflight(cfg):
+        return None
+    if not method.trains:
+        log.info("risk: method=%s trains nothing; no preflight", cfg.method.name)
         return None
     selection, subspace, hit, report, planned = run_assessment(
         cfg, method, model, tokenizer, data, device
