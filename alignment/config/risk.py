@@ -43,7 +43,7 @@ class RiskConfig:
     cache: reuse the safety subspace of an identical earlier preflight (<cache_dir>/risk/).
     """
 
-    name: str = MISSING
+    name: str = "none"
     gate: str = "off"
     parameter_names: list[str] = field(default_factory=lambda: ["*.layers.-1.self_attn.*lora_*"])
     max_parameters: int = 500_000

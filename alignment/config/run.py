@@ -100,7 +100,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    risk: RiskConfig = field(default_factory=lambda: RiskConfig(name="none"))
+    risk: RiskConfig = field(default_factory=RiskConfig)
     # null (regularizer=none) or a RegularizerConfig subclass named by the option's YAML.
     regularizer: Any = None
 
