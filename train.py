@@ -22,19 +22,16 @@ def main(dcfg: DictConfig) -> float | None:
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     # Heavy imports only after the config is known to be valid.
-    from alignment.data.types import DataError
-    from alignment.distributed import StrategyError, failure_line
-    from alignment.guards import NonFiniteError
+    from alignment.distributed import failure_line
+    from alignment.errors import ONE_LINE_ERRORS
     from alignment.pipeline import run_training
-    from alignment.rerun import RerunError, check_rerun
+    from alignment.rerun import check_rerun
 
     try:
         if cfg.rerun:
             check_rerun(cfg)  # warns when the code or the config differ from the original's
         return run_training(cfg)
-    except (DataError, FileNotFoundError, NonFiniteError, RerunError, StrategyError) as err:
-        # Bad input: one line naming the file, row and field, before anything is trained.
-        # A non-finite loss or gradient: the step and the quantity (the MLflow run is FAILED).
+    except ONE_LINE_ERRORS as err:  # bad input, a non-finite step, ...: what and where
         raise SystemExit(f"error: {err}") from None
     except Exception as err:
         # Another rank of a multi-rank job died: one line, and a non-zero exit (no hang).

@@ -29,6 +29,7 @@ from alignment.methods import Method, get_method
 from alignment.models import load_base, load_policy, load_tokenizer, pick_device
 from alignment.optim import trainer_max_grad_norm
 from alignment.progress import TrainProgress
+from alignment.risk.builder import RiskGateSkipped, preflight
 from alignment.runinfo import run_name, run_tags
 from alignment.summary import write_summary
 from alignment.tracking import MlflowCallback, Tracker, flatten
@@ -142,6 +143,12 @@ def _run(cfg: RunConfig, method: Method, device: torch.device, out: Path) -> flo
                 has_adapter=method.trains,
                 step=step,
             )
+    except RiskGateSkipped as skipped:  # a planned outcome: the sweep goes on (exit 0)
+        log.warning("%s", skipped)
+        if tracker is not None:
+            tracker.end("KILLED")  # tagged risk_gate=skipped, with the forecast figure
+        (out / DONE_FILE).write_text(json.dumps({"final_loss": None, "risk_gate": "skipped"}))
+        return None
     except Exception as err:
         if tracker is not None:  # failed, not killed: say why in the run itself
             tracker.set_tags({"failure": failure_line(err)})
@@ -183,12 +190,15 @@ def build_trainer(
     data: PreparedData,
     out: Path,
     callbacks: list | None = None,
+    tracker: Tracker | None = None,
 ) -> AlignmentTrainer:
-    """The policy (LoRA on the base) and the Trainer over the prepared data; the reference
-    log-probs are attached first when the method caches them."""
+    """The policy (LoRA on the base) and the Trainer over the prepared data. The risk preflight
+    (when configured) runs on the fresh policy first and may stop the run (RiskGateSkipped);
+    the reference log-probs are attached next when the method caches them."""
     fsdp = cfg.train.distributed == "fsdp" and distributed.is_distributed()
     model = load_policy(cfg.model, cfg.cache_dir, device, fsdp=fsdp)
     parallel = distributed.trainer_args(cfg.train.distributed, model)
+    risk = preflight(cfg, method, model, tokenizer, data, device, tracker, out)
     if data.reference is not None:
         data.attach_reference(data.reference(model))
     trainer = AlignmentTrainer(
@@ -204,6 +214,7 @@ def build_trainer(
         optimizer_cfg=cfg.optimizer,
         completion_only_logits=cfg.train.completion_only_logits,
         guard=NonFiniteGuard(cfg.train.nan_policy, cfg.train.max_consecutive_skips),
+        regularizer=risk.regularizer if risk is not None else None,
     )
     trainer.remove_callback(ProgressCallback)  # the bar shows three numbers, not every log dict
     trainer.add_callback(TrainProgress)
@@ -216,7 +227,7 @@ def _train(
     cfg: RunConfig, method: Method, device, tokenizer, data: PreparedData, tracker, out: Path
 ):
     callbacks = [MlflowCallback(tracker)] if tracker is not None else None
-    trainer = build_trainer(cfg, method, device, tokenizer, data, out, callbacks)
+    trainer = build_trainer(cfg, method, device, tokenizer, data, out, callbacks, tracker)
     if tracker is not None and "refcache/hit" in data.counts:
         tracker.log_metrics({"refcache/hit": data.counts["refcache/hit"]}, step=0)
     # Rank 0 decides, so that every rank resumes from the same checkpoint.

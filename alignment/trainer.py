@@ -28,6 +28,7 @@ from alignment.guards import NonFiniteGuard
 from alignment.losses import token_kl_full_vocab
 from alignment.methods import Method, PolicyBatch
 from alignment.optim import Preconditioner, build_optimizer
+from alignment.risk.regularizers import Regularizer
 
 
 class AlignmentTrainer(Trainer):
@@ -39,10 +40,12 @@ class AlignmentTrainer(Trainer):
         optimizer_cfg: OptimizerConfig,
         completion_only_logits: bool = True,
         guard: NonFiniteGuard | None = None,
+        regularizer: Regularizer | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.method, self.method_cfg, self.optimizer_cfg = method, method_cfg, optimizer_cfg
+        self.regularizer = regularizer
         self.completion_only = completion_only_logits
         self.preconditioner: Preconditioner | None = None
         self.guard = guard if guard is not None else NonFiniteGuard()
@@ -89,6 +92,10 @@ class AlignmentTrainer(Trainer):
             if reg is not None:
                 loss = loss + reg
                 self._accumulate(mode, {"grit/regularizer": reg.detach()}, None)
+        if self.regularizer is not None and model.training:  # e.g. AlignGuard: reg/* terms
+            reg, terms = self.regularizer()
+            loss = loss + reg
+            self._accumulate(mode, terms, None)
         return (loss, {}) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):

@@ -8,6 +8,11 @@ may use (its wall-time limit) and the cell count (last line). Nothing is trained
     python scripts/plan_sweep.py method=dpo,cita optimizer=adamw,grit model=llama3_8b,mistral_7b
     python scripts/plan_sweep.py experiment=paper_grid hydra/launcher=slurm \
         hydra.launcher.nodes=2 hydra.launcher.tasks_per_node=4 hydra.launcher.gpus_per_node=4
+    python scripts/plan_sweep.py --risk model=tiny optimizer.lr=1e-4,1e3 train.max_steps=2
+
+--risk also runs each cell's risk preflight (alignment.risk: the model is loaded, nothing is
+trained or tracked) and prints its forecast collapse step against the cell's planned steps, and
+what risk.gate=skip would do with it.
 """
 
 from __future__ import annotations
@@ -51,11 +56,16 @@ def _is_group(override: str) -> bool:
 
 
 def plan(overrides: list[str]) -> list[list[str]]:
+    return [job for job, _ in plan_configs(overrides)]
+
+
+def plan_configs(overrides: list[str]) -> list[tuple[list[str], object]]:
     """Compose once per distinct set of group choices, then apply each job's value overrides
-    and validate the result against the schemas (what composing each job would check)."""
+    and validate the result against the schemas (what composing each job would check).
+    Returns each job's overrides with its RunConfig."""
     register_configs()
     parser = OverridesParser.create()
-    composed = {}
+    composed, configs = {}, []
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         jobs = expand(overrides)
         for job in jobs:
@@ -65,8 +75,23 @@ def plan(overrides: list[str]) -> list[list[str]]:
             cfg = composed[groups].copy()
             for o in parser.parse_overrides([o for o in job if not _is_group(o)]):
                 OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
-            to_config(cfg)  # typos, appended keys, wrong types, bad values fail here
-    return jobs
+            configs.append(
+                to_config(cfg)
+            )  # typos, appended keys, wrong types, bad values fail here
+    return list(zip(jobs, configs, strict=True))
+
+
+def forecast(planned: list[tuple[list[str], object]]) -> None:
+    """Each cell's preflight forecast (its collapse step against its planned steps)."""
+    from alignment.risk.builder import summary_line
+    from alignment.risk.runner import gate_verdict
+    from alignment.risk.standalone import preflight_only
+
+    for i, (_, cfg) in enumerate(planned):
+        report, steps, verdict = preflight_only(cfg, track=False)
+        would = gate_verdict(report.forecast.collapse_step, steps, "skip")
+        print(f"  {i:4d}  risk: {summary_line(report, steps, verdict)}")
+        print(f"        risk.gate=skip would {'SKIP' if would == 'skip' else 'run'} this cell")
 
 
 def resources(overrides: list[str]) -> dict:
@@ -107,16 +132,19 @@ def main(argv: list[str]) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py -m")
+    parser.add_argument("--risk", action="store_true", help="print each cell's risk forecast")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        jobs = plan(args.overrides)
+        planned = plan_configs(args.overrides)
     except Exception as err:  # a cell that does not compose: one line, exit 1, nothing planned
         raise SystemExit(f"error: {one_line(err)}") from None
-    for i, job in enumerate(jobs):
+    for i, (job, _) in enumerate(planned):
         print(f"  {i:4d}  {' '.join(job)}")
-    print(gpu_line(len(jobs), resources(args.overrides)))
-    print(f"{len(jobs)} cells composed and validated in {time.perf_counter() - start:.1f} s")
+    if args.risk:
+        forecast(planned)
+    print(gpu_line(len(planned), resources(args.overrides)))
+    print(f"{len(planned)} cells composed and validated in {time.perf_counter() - start:.1f} s")
     return 0
 
 

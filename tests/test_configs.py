@@ -114,6 +114,7 @@ def test_unused_keys_check(tmp_path):
         c.TrackingConfig,
         c.OptimizerConfig,
         c.GritConfig,
+        c.RiskConfig,
     ]
     unread = [
         f"{s.__name__}.{f.name}"

@@ -167,6 +167,33 @@ COVERAGE: dict[str, tuple[str, str]] = {
     # README test runs it with model=tiny in its place.
     "python evaluate.py method=baseline model=smollm2_135m": (TEST, EVAL_README),
     "python experiments/report.py --experiment paper_grid": (RUN, "slow"),
+    # README: risk preflight and AlignGuard
+    "python train.py risk=preflight regularizer=alignguard method=dpo": (
+        TEST,
+        "tests/risk/test_risk_smollm2_slow.py::test_guarded_demo_on_smollm2",
+    ),
+    "python -m alignment.risk model=tiny method=sft optimizer.lr=1e-3": (
+        TEST,
+        "tests/risk/test_risk_e2e.py::test_standalone_preflight_logs_its_own_run",
+    ),
+    "python scripts/plan_sweep.py --risk model=tiny optimizer.lr=1e-4,1e3 train.max_steps=2": (
+        TEST,
+        "tests/risk/test_risk_e2e.py::test_plan_sweep_risk_prints_each_cells_forecast",
+    ),
+    "python train.py -m model=tiny risk.gate=skip optimizer.lr=1e-4,1e3 train.max_steps=2": (
+        TEST,
+        "tests/risk/test_risk_e2e.py::test_gated_sweep_skips_the_collapsing_cell_and_trains_the_other",
+    ),
+    "python experiments/report.py --experiment alignment --risk": (
+        TEST,
+        "tests/risk/test_risk_e2e.py::test_gated_sweep_skips_the_collapsing_cell_and_trains_the_other",
+    ),
+    "./multirun.sh slurm all risk.gate=skip": (COMPOSE, ""),
+    "python train.py risk=preflight risk.gate=skip": (COMPOSE, ""),
+    "python train.py risk=preflight risk.parameter_names='[*.layers.0.self_attn.v_proj.lora_*]'": (
+        COMPOSE,
+        "",
+    ),
     # experiments/README.md
     "python train.py -m experiment=paper_grid eval_after_train=true 'eval=[aqi,truthfulqa]'": (
         COMPOSE,

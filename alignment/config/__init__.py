@@ -8,7 +8,8 @@ fails when the config is composed. Entry points convert the composed DictConfig 
 Schemas register themselves through the entry that uses them: a method's schema is part of its
 `alignment.methods` entry, an optimizer's of its `alignment.optim.OPTIMIZERS` entry, an eval
 suite's is a field of `EvalConfig`. `schema_groups()` reads them from there, so there is no
-second list to keep in step.
+second list to keep in step. A regularizer's schema is part of its
+`alignment.risk.regularizers` entry; `risk` has one schema for its options (none, preflight).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from alignment.config.grit import GritConfig, GritHParams
 from alignment.config.method import MethodConfig
 from alignment.config.model import LoraConfig, ModelConfig
 from alignment.config.optim import AdamW8bitConfig, AdamWConfig, OptimizerConfig
+from alignment.config.risk import RegularizerConfig, RiskConfig
 from alignment.config.run import RunConfig, TrackingConfig, TrainConfig
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "MethodConfig",
     "ModelConfig",
     "OptimizerConfig",
+    "RegularizerConfig",
+    "RiskConfig",
     "RunConfig",
     "TrackingConfig",
     "TrainConfig",
@@ -56,6 +60,7 @@ def schema_groups() -> dict[str, dict[str, type]]:
     # Imported here: the registries pull in torch, and this package must stay light to import.
     from alignment.methods import METHODS
     from alignment.optim import OPTIMIZERS
+    from alignment.risk.regularizers import REGULARIZERS
 
     return {
         "model": {"model": ModelConfig},
@@ -64,6 +69,8 @@ def schema_groups() -> dict[str, dict[str, type]]:
         "method": {name: METHODS.get(name).schema for name in METHODS},
         "optimizer": {name: OPTIMIZERS.get(name).schema for name in OPTIMIZERS},
         "eval": EvalConfig.schemas(),
+        "risk": {"risk": RiskConfig},
+        "regularizer": {name: REGULARIZERS.get(name).schema for name in REGULARIZERS},
     }
 
 

@@ -13,6 +13,7 @@ from alignment.config.eval import EvalConfig
 from alignment.config.method import MethodConfig
 from alignment.config.model import ModelConfig
 from alignment.config.optim import OptimizerConfig
+from alignment.config.risk import RegularizerConfig, RiskConfig
 
 NAN_POLICIES = ("stop", "skip_step")
 
@@ -114,6 +115,9 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    # null (regularizer=none) or a RegularizerConfig subclass named by the option's YAML.
+    regularizer: Any = None
 
     def __post_init__(self) -> None:
         check("seed", self.seed, ge=0)
@@ -132,3 +136,5 @@ class RunConfig:
                 "train.distributed=fsdp does not support eval_after_train (rank 0 cannot run the "
                 "sharded model alone); run evaluate.py on the saved adapter"
             )
+        if self.regularizer is not None and not isinstance(self.regularizer, RegularizerConfig):
+            raise TypeError(f"regularizer must be a RegularizerConfig, got {self.regularizer!r}")
