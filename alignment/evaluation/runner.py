@@ -26,6 +26,7 @@ from alignment.config.evaluate import EvaluateConfig, model_config_from_yaml
 from alignment.data.types import DataError
 from alignment.evaluation import compare
 from alignment.evaluation.suites import SUITES, EvalContext
+from alignment.methods import get_method
 from alignment.runinfo import run_tags
 from alignment.tracking import RUN_ID_FILE, Tracker, flatten
 
@@ -255,7 +256,7 @@ def _new_run_tags(cfg: EvaluateConfig, target: Target) -> dict[str, str]:
     tags = run_tags(cfg) | {"eval_only": "true"}
     if target.adapter is not None:
         tags["adapter"] = target.adapter
-        if cfg.method.name == "baseline":  # an adapter is never the base model
+        if not get_method(cfg.method).trains:  # an adapter is never the untrained base model
             tags["method"] = "adapter"
     return tags
 
