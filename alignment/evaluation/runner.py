@@ -130,7 +130,8 @@ def _log(tracker: Tracker, suite: str, metrics, params, files, step: int) -> Non
     """One suite's results into the run. NaN values (e.g. an axiom with one label) are not
     logged as numbers; their keys are named in a warning and in the `eval/<suite>/nan` tag."""
     nan = sorted(k for k, v in metrics.items() if math.isnan(v))
-    tracker.log_metrics({k: v for k, v in metrics.items() if k not in nan}, step=step)
+    finite = {k: v for k, v in metrics.items() if k not in nan}
+    tracker.log_metrics(finite, step=step, repeatable=True)
     if nan:
         logger.warning("suite %s: %d metrics are NaN (not logged): %s", suite, len(nan), nan)
     # A re-evaluation with different settings cannot change params: those become tags.

@@ -49,8 +49,9 @@ CREATE TABLE IF NOT EXISTS records (
     ts INTEGER NOT NULL,  -- milliseconds since the epoch, as MLflow stores them
     flags TEXT,
     state TEXT NOT NULL DEFAULT 'pending',
-    note TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS one_point ON records (key, step)
+    note TEXT,
+    gen INTEGER NOT NULL DEFAULT 0);  -- 0: a training point; n: evaluation attempt n's point
+CREATE UNIQUE INDEX IF NOT EXISTS one_point ON records (key, step, gen)
     WHERE kind = 'metric' AND state IN {_LIVE};
 CREATE INDEX IF NOT EXISTS by_state ON records (state, seq);
 """
@@ -222,31 +223,38 @@ class Journal:
         self.add(attempt, "run", [(experiment, body)])
 
     def add_metrics(
-        self, attempt: int, metrics: dict[str, float], step: int, step_reached: int | None = None
+        self,
+        attempt: int,
+        metrics: dict[str, float],
+        step: int,
+        step_reached: int | None = None,
+        gen: int = 0,
     ) -> tuple[int, int]:
-        """Append one point per key at `step`. A (key, step) that already has a live point keeps
-        it: the new one is stored as dropped. Returns (duplicates, duplicates whose value
-        differs from the kept one)."""
+        """Append one point per key at `step`. A (key, step) that already has a live point of
+        the same `gen` keeps it: the new one is stored as dropped. Training points share gen 0,
+        so a resumed attempt never logs a step twice; an evaluation passes its attempt number,
+        so evaluating a run again adds its new values (the latest is the run's value). Returns
+        (duplicates, duplicates whose value differs from the kept one)."""
         ts, dups, differ = now_ms(), 0, 0
         with self._tx() as db:
             for key, value in metrics.items():
                 num = None if math.isnan(value) else value
-                row = (attempt, "metric", key, num, step, ts)
+                row = (attempt, "metric", key, num, step, ts, gen)
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO records (attempt, kind, key, num, step, ts)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO records (attempt, kind, key, num, step, ts, gen)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     row,
                 )
                 if cur.rowcount == 1:
                     continue
                 (old,) = db.execute(
                     f"SELECT num FROM records WHERE kind = 'metric' AND key = ? AND step = ?"
-                    f" AND state IN {_LIVE}",
-                    (key, step),
+                    f" AND gen = ? AND state IN {_LIVE}",
+                    (key, step, gen),
                 ).fetchone()
                 db.execute(
-                    "INSERT INTO records (attempt, kind, key, num, step, ts, state, note)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 'dropped', 'duplicate (key, step)')",
+                    "INSERT INTO records (attempt, kind, key, num, step, ts, gen, state, note)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'dropped', 'duplicate (key, step)')",
                     row,
                 )
                 dups += 1

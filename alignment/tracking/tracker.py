@@ -156,9 +156,13 @@ class Tracker:
             raise RuntimeError("Tracker.start() or Tracker.attach() comes first")
         return self.journal
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int, repeatable: bool = False) -> None:
+        """Training points are logged once per (key, step), whatever the attempt; `repeatable`
+        (an evaluation) keeps each attempt's values, so evaluating a run again records them."""
         values = {k: float(v) for k, v in metrics.items()}
-        dups, differ = self._journal().add_metrics(self.attempt, values, int(step), self._step)
+        gen = self.attempt if repeatable else 0
+        journal = self._journal()
+        dups, differ = journal.add_metrics(self.attempt, values, int(step), self._step, gen)
         self._dups[0] += dups
         self._dups[1] += differ
         self.sender.notify()

@@ -29,6 +29,18 @@ def test_second_point_at_same_key_and_step_is_kept_as_dropped(tmp_path):
     assert j.unsent() == 2
 
 
+def test_each_evaluation_attempt_keeps_its_values_but_training_steps_stay_once(tmp_path):
+    j = Journal(tmp_path)
+    first = j.begin_attempt(this_process(), "attach")
+    assert j.add_metrics(first, {"eval/aqi": 0.5}, step=0, gen=first) == (0, 0)
+    assert j.add_metrics(first, {"eval/aqi": 0.6}, step=0, gen=first) == (1, 1)  # same attempt
+    second = j.begin_attempt(this_process(), "attach")
+    assert j.add_metrics(second, {"eval/aqi": 0.7}, step=0, gen=second) == (0, 0)  # a re-run
+    assert [v for k, _, v in j.points(("pending",)) if k == "eval/aqi"] == [0.5, 0.7]
+    assert j.add_metrics(second, {"loss": 1.0}, step=4) == (0, 0)
+    assert j.add_metrics(second, {"loss": 1.1}, step=4) == (1, 1)  # training: gen 0, once
+
+
 def test_nan_is_stored_as_nan_not_zero(tmp_path):
     j = Journal(tmp_path)
     a = j.begin_attempt(this_process(), "own")
