@@ -110,7 +110,7 @@ def scrub(tree: Any) -> Any:
     (known key shapes, values of secret-named environment variables) replaced by ***."""
     if isinstance(tree, dict):
         return {
-            k: HIDDEN if SECRET_KEY.search(str(k)) and not _is_env_ref(v) else scrub(v)
+            k: HIDDEN if SECRET_KEY.search(str(k)) and not is_env_ref(v) else scrub(v)
             for k, v in tree.items()
         }
     if isinstance(tree, list):
@@ -123,5 +123,5 @@ def scrub(tree: Any) -> Any:
     return tree
 
 
-def _is_env_ref(value: Any) -> bool:
+def is_env_ref(value: Any) -> bool:
     return value is None or (isinstance(value, str) and bool(ENV_NAME.fullmatch(value)))

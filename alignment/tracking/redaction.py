@@ -6,21 +6,18 @@ before it reaches the journal, so the journal on disk holds nothing that MLflow 
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
-_SECRET_NAME = re.compile(r"(?i)(token|secret|passw|api[_-]?key|credential|auth)")
+from alignment.config.secrets import SECRET_KEY, is_env_ref, scrub
+
 _URI_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
 def redact(value: str) -> str:
-    """Masks credentials in URIs and the value of any secret-looking environment variable."""
-    value = _URI_USERINFO.sub(r"\g<scheme>***@", value)
-    for name, secret in os.environ.items():
-        if len(secret) >= 6 and _SECRET_NAME.search(name) and secret in value:
-            value = value.replace(secret, "***")
-    return value
+    """Masks credentials in URIs, well-known key shapes and the value of any secret-named
+    environment variable (the same rules as the config checks, alignment/config/secrets.py)."""
+    return scrub(_URI_USERINFO.sub(r"\g<scheme>***@", value))
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -29,7 +26,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
             flat.update(flatten(value, name + "."))
-        elif _SECRET_NAME.search(str(key)):
+        elif SECRET_KEY.search(str(key)) and not is_env_ref(value):  # a name is no secret
             flat[name] = "***"
         else:
             flat[name] = redact(str(value))[:6000]
