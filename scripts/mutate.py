@@ -41,7 +41,7 @@ from mutations import MUTATIONS, Mutation  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 PYTEST = ["-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider"]
 MARKERS = ["-m", "not slow and not slurm"]
-FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.M)
+FAILED = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", re.M)
 
 
 def scratch_copy(dest: Path) -> Path:

@@ -258,7 +258,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "flatten_keeps_secret_names",
         "alignment/tracking/redaction.py",
-        "        elif _SECRET_NAME.search(str(key)):",
+        "        elif SECRET_KEY.search(str(key)):",
         "        elif False:",
         "a secret-named config key is logged as an MLflow param in clear",
         ("tests/test_secrets.py", "tests/tracking/test_tracking_journal.py"),

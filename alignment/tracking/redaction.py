@@ -11,6 +11,12 @@ import re
 from typing import Any
 
 _SECRET_NAME = re.compile(r"(?i)(token|secret|passw|api[_-]?key|credential|auth)")
+# Config keys that carry secrets, word-bounded so that `max_new_tokens` is not one: the same
+# pattern as alignment.config.secrets.SECRET_KEY (a test holds them equal), not imported because
+# `python -m alignment.tracking sync` must not import Hydra.
+SECRET_KEY = re.compile(
+    r"(?i)(?:^|_)(?:token|secret|password|passwd|api_?key|credential|auth)(?:_|$)"
+)
 _URI_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
@@ -29,7 +35,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
             flat.update(flatten(value, name + "."))
-        elif _SECRET_NAME.search(str(key)):
+        elif SECRET_KEY.search(str(key)):
             flat[name] = "***"
         else:
             flat[name] = redact(str(value))[:6000]
