@@ -79,12 +79,13 @@ def _check_shape(model: ModelConfig, path: Path, key: str) -> None:
     """Training continues the init adapter, so its shape is the run's: model.lora must say the
     same, or the logged params would describe an adapter that was never trained."""
     saved = json.loads((path / "adapter_config.json").read_text())
-    lora = model.lora
+    lora, targets = model.lora, saved.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else targets  # peft allows one regex
     pairs = {
         "r": (saved.get("r"), lora.r),
         "alpha": (saved.get("lora_alpha"), lora.alpha),
         "dropout": (saved.get("lora_dropout"), lora.dropout),
-        "target_modules": (sorted(saved.get("target_modules") or []), sorted(lora.target_modules)),
+        "target_modules": (sorted(targets), sorted(lora.target_modules)),
     }
     differ = [f"model.lora.{k}={want} (the adapter has {got})" for k, (got, want) in pairs.items()
               if got != want]  # fmt: skip

@@ -29,6 +29,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,9 @@ def baseline(root: Path, chosen: list[Mutation], timeout: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A SIGTERM becomes SystemExit: subprocess.run then kills the running pytest, and the
+    # scratch copy is removed, as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated mutation names")
     parser.add_argument("--list", action="store_true", help="print the mutations and stop")
