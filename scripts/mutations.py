@@ -21,6 +21,8 @@ class Mutation:
 
 
 LOSSES = "alignment/losses/preference.py"
+FAMILY = "alignment/losses/dpo_family.py"
+T_FAMILY = "tests/losses/test_dpo_family.py"
 T_LOSSES = "tests/losses/test_preference.py"
 T_METHODS = "tests/test_methods_registry.py"
 T_REFPASS = "tests/test_reference_pass.py"
@@ -168,6 +170,56 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            ex = replace(ex, h_w=0, h_l=1)",
         "(1, 0) pairs are relabelled but not swapped: the hallucinated answer stays preferred",
         (f"{T_METHODS}::test_factual_dpo_transform_counts_buckets_and_flips_1_0_pairs",),
+    ),
+    # -- the DPO family (IPO, SimPO, ORPO) ------------------------------------------------------
+    Mutation(
+        "ipo_target_without_the_half",
+        FAMILY,
+        "    losses = (h - 1 / (2 * beta)) ** 2",
+        "    losses = (h - 1 / beta) ** 2",
+        "IPO regresses the margin to 1/beta instead of 1/(2 beta)",
+        (T_FAMILY,),
+    ),
+    Mutation(
+        "ipo_not_length_normalised",
+        FAMILY,
+        "    h = chosen - rejected\n",
+        "    h = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps"
+        " - ref_rejected_logps)\n",
+        "IPO's margin uses summed log-ratios, not per-token means",
+        (T_FAMILY,),
+    ),
+    Mutation(
+        "simpo_drop_gamma",
+        FAMILY,
+        "    z = beta * (chosen - rejected) - gamma",
+        "    z = beta * (chosen - rejected)",
+        "SimPO without its target reward margin gamma",
+        (T_FAMILY,),
+    ),
+    Mutation(
+        "orpo_drop_sft_term",
+        FAMILY,
+        "    return LossOutput(nll + beta * or_loss.mean(), metrics)",
+        "    return LossOutput(beta * or_loss.mean(), metrics)",
+        "ORPO without its SFT term (the odds-ratio penalty alone)",
+        (T_FAMILY,),
+    ),
+    Mutation(
+        "orpo_probability_ratio",
+        FAMILY,
+        "    log_odds = (chosen - rejected) - (_log1mexp(chosen) - _log1mexp(rejected))",
+        "    log_odds = chosen - rejected",
+        "ORPO's log odds ratio becomes a log probability ratio",
+        (T_FAMILY,),
+    ),
+    Mutation(
+        "orpo_nll_per_micro_batch",
+        FAMILY,
+        "    total = chosen_tokens.sum() if chosen_tokens_total is None else chosen_tokens_total",
+        "    total = chosen_tokens.sum()",
+        "ORPO's SFT term averages over each micro-batch's tokens, not the window's",
+        (f"{T_ACCUM}::test_one_by_eight_equals_eight_by_one[orpo]",),
     ),
     # -- CITA -----------------------------------------------------------------------------------
     Mutation(
