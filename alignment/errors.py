@@ -10,6 +10,7 @@ from __future__ import annotations
 from alignment.data.types import DataError
 from alignment.distributed import StrategyError
 from alignment.guards import NonFiniteError
+from alignment.init_adapter import InitAdapterError
 from alignment.rerun import RerunError
 from alignment.risk import RiskInputError
 
@@ -17,6 +18,7 @@ ONE_LINE_ERRORS: tuple[type[Exception], ...] = (
     DataError,  # a bad input row, named by file, row and field
     FileNotFoundError,
     NonFiniteError,  # a non-finite loss or gradient: the step and the quantity (run FAILED)
+    InitAdapterError,  # model.init_adapter: an unknown run, no adapter, another LoRA shape
     RerunError,  # rerun=<id> that cannot be recomposed
     RiskInputError,  # a risk.* key that selects nothing or a non-finite Fisher
     StrategyError,  # a multi-rank layout that cannot run

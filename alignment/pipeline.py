@@ -25,6 +25,7 @@ from alignment.data.collate import Collator
 from alignment.data.prepare import PreparedData, prepare_data
 from alignment.evaluation.runner import run_eval
 from alignment.guards import NonFiniteError, NonFiniteGuard, failure_line
+from alignment.init_adapter import resolve_init_adapter
 from alignment.methods import Method, get_method
 from alignment.models import load_base, load_policy, load_tokenizer, pick_device
 from alignment.optim import trainer_max_grad_norm
@@ -91,6 +92,10 @@ def last_complete_checkpoint(root: Path) -> str | None:
 
 
 def run_training(cfg: RunConfig) -> float | None:
+    if cfg.stages:  # a stacked run: run_training once per stage, under a parent run
+        from alignment.stacked import run_stacked
+
+        return run_stacked(cfg)
     out = Path(cfg.output_dir)
     if (out / DONE_FILE).is_file():
         run_id = (out / "mlflow_run_id").read_text() if (out / "mlflow_run_id").is_file() else "-"
@@ -102,6 +107,7 @@ def run_training(cfg: RunConfig) -> float | None:
         return json.loads((out / DONE_FILE).read_text()).get("final_loss")
     if cfg.train.torch_threads > 0:
         torch.set_num_threads(cfg.train.torch_threads)
+    cfg = resolve_init_adapter(cfg)  # run:<id> -> its adapter; one line if there is none
     set_seed(cfg.seed)
     method = get_method(cfg.method)
     # Joins the process group when a launcher started several ranks; a no-op for one process.
@@ -246,7 +252,8 @@ def _train(
     if not distributed.is_main():  # the Trainer saved checkpoints on rank 0 only; so do we
         return model, None, trainer.state.global_step
     if not trainer.is_fsdp_enabled:
-        model.save_pretrained(adapter_dir)
+        # The trained adapter only: an init adapter's frozen reference copy is not the result.
+        model.save_pretrained(adapter_dir, selected_adapters=[model.active_adapter])
         tokenizer.save_pretrained(adapter_dir)
     final = write_summary(cfg, trainer, tracker, adapter_dir, out)
     return model, final, trainer.state.global_step

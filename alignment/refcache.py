@@ -1,11 +1,13 @@
 """The shared reference log-prob cache.
 
-Reference log-probs depend only on the base model (weights, quantisation, dtype), the token ids
-of each row (dataset content, template, max_length filtering all show up there) and nothing the
-method, optimizer or Delta changes. They are computed once per key with the LoRA adapters
-disabled, stored as safetensors under `<cache_dir>/refcache/<key>.safetensors`, and reused by
-every run of a grid that shares the key. A file lock serialises concurrent writers: a second job
-waits for the first and then reads its file.
+Reference log-probs depend only on the reference model (the base's weights, quantisation and
+dtype, plus the init adapter's fingerprint when the run starts from one: then pi_ref is that
+adapter's policy), the token ids of each row (dataset content, template, max_length filtering
+all show up there) and nothing the method, optimizer or Delta changes. They are computed once
+per key as pi_ref (alignment/models/reference.py), stored as safetensors under
+`<cache_dir>/refcache/<key>.safetensors`, and reused by every run of a grid that shares the
+key. A file lock serialises concurrent writers: a second job waits for the first and then reads
+its file.
 
 With N ranks the entry is still computed once: rank 0 alone takes the lock and decides hit or
 miss; on a miss each rank computes every N-th row (by length, so the shares cost alike) and a
@@ -32,6 +34,8 @@ from alignment import distributed
 from alignment.config import RunConfig
 from alignment.data.collate import Collator
 from alignment.forward import forward_logps
+from alignment.init_adapter import adapter_fingerprint
+from alignment.models.reference import reference_mode
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,8 @@ def cache_key(cfg: RunConfig, splits: dict[str, Dataset]) -> str:
         m.quantization,
         m.attn_implementation,
     ]
+    if m.init_adapter is not None:  # a resolved directory (alignment/init_adapter.py)
+        identity.append(["init_adapter", adapter_fingerprint(m.init_adapter)])
     digest.update(json.dumps(["pairs-canonical", *identity]).encode())
     for name in sorted(splits):
         ds = splits[name]
@@ -79,19 +85,20 @@ def swapped(ds: Dataset) -> torch.Tensor:
 def compute_reference(
     model, ds: Dataset, pad_token_id: int, batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(chosen, rejected) reference log-probs (N,) for every row, adapters disabled. With several
+    """(chosen, rejected) reference log-probs (N,) for every row, computed as pi_ref. With several
     ranks each computes every N-th row and a sum over ranks fills in the others' rows."""
     collate = Collator(pad_token_id, pairs=True)
     order = sorted(range(len(ds)), key=lambda i: ds[i]["length"])  # little padding per batch
     order = order[distributed.rank() :: distributed.world_size()]
     chosen, rejected = torch.zeros(len(ds)), torch.zeros(len(ds))
     device = next(model.parameters()).device
-    # Train mode, as in the training steps that would otherwise compute these values: with the
-    # adapters disabled nothing stochastic runs (the supported base models have no dropout), and
+    # Train mode, as in the training steps that would otherwise compute these values: as pi_ref
+    # nothing stochastic runs (the supported base models have no dropout, and the frozen init
+    # adapter has none), and
     # eval mode would make bitsandbytes repack 4-bit weights on CPU into an inference-only layout.
     was_training = model.training
     model.train()
-    with model.disable_adapter():
+    with reference_mode(model):
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = {

@@ -27,6 +27,7 @@ from alignment.forward import forward_logps
 from alignment.guards import NonFiniteGuard
 from alignment.losses import token_kl_full_vocab
 from alignment.methods import Method, PolicyBatch
+from alignment.models.reference import reference_mode
 from alignment.optim import Preconditioner, build_optimizer
 from alignment.risk.regularizers import Regularizer
 
@@ -166,14 +167,15 @@ class AlignmentTrainer(Trainer):
 
     def _add_reference(self, model, inputs: dict, batch: PolicyBatch, logits) -> None:
         """Reference log-probs: from the shared cache when the batch carries them, else a forward
-        of the same model with its LoRA adapters disabled (no second copy of the weights)."""
+        of the same model as pi_ref (adapters disabled, or the frozen init adapter active:
+        alignment/models/reference.py; no second copy of the weights)."""
         b = inputs["index"].shape[0]
         if "ref_chosen_logps" in inputs and logits is None:
             batch.ref_chosen_logps = inputs["ref_chosen_logps"]
             batch.ref_rejected_logps = inputs["ref_rejected_logps"]
             return
         unwrapped = self.accelerator.unwrap_model(model)
-        with torch.no_grad(), unwrapped.disable_adapter():
+        with torch.no_grad(), reference_mode(unwrapped):
             ref_logps, _, ref_logits = forward_logps(
                 model, inputs, self.completion_only, keep_logits=logits is not None
             )

@@ -156,6 +156,19 @@ CATALOGUE = {
     ),
     "env_secret_in_a_value": ([f"tracking.run_name=r-{HF_VALUE}"], "secret held in $HF_TOKEN"),
     "token_in_a_tag": (["tag=hf_AbCdEfGhIjKlMnOpQrSt"], "tag: the value looks like an API key"),
+    "init_adapter_missing": (
+        ["model.init_adapter=/nonexistent/adapter"],
+        "model.init_adapter=/nonexistent/adapter: no such directory",
+    ),
+    "init_adapter_not_an_adapter": (
+        [f"model.init_adapter={REPO / 'conf'}"],
+        "no adapter_config.json there (not a saved LoRA adapter)",
+    ),
+    "init_adapter_empty_run": (["model.init_adapter=run:"], "expected run:<MLflow run id>"),
+    "stage_trains_nothing": (
+        ["experiment=stacked", "method@stages.dpo=baseline"],
+        "stages.dpo: method 'baseline' trains nothing; a stage must train",
+    ),
 }
 
 
@@ -239,6 +252,16 @@ def test_catalogue_rerun_of_an_unknown_run(tmp_path, cache_dir, monkeypatch):
     args = ["rerun=0123456789abcdef0123456789abcdef", f"tracking.uri={db}"]
     message = cli_error(args, tmp_path / "run", cache_dir, monkeypatch)
     assert message == f"error: rerun=0123456789abcdef0123456789abcdef: no such MLflow run in {db}"
+
+
+def test_catalogue_init_adapter_of_an_unknown_run(tmp_path, cache_dir, monkeypatch):
+    db = f"sqlite:///{tmp_path}/m.db"
+    run_id = "0123456789abcdef0123456789abcdef"
+    args = ["model=tiny", f"model.init_adapter=run:{run_id}", f"tracking.uri={db}"]
+    message = cli_error(args, tmp_path / "run", cache_dir, monkeypatch)
+    expected = f"error: model.init_adapter=run:{run_id}: run={run_id}: no such MLflow run in {db}"
+    assert message.startswith(expected), message
+    assert not (tmp_path / "run" / "mlflow_run_id").exists()
 
 
 def test_catalogue_covers_at_least_25_kinds():

@@ -114,6 +114,18 @@ COVERAGE: dict[str, tuple[str, str]] = {
         TEST,
         "tests/test_rerun.py::test_rerun_trains_the_same_curve_into_a_new_run",
     ),
+    # README: stacked runs
+    "python train.py experiment=stacked model=tiny train.max_steps=2": (
+        TEST,
+        "tests/test_stacked.py::test_stacked_command_runs_three_nested_stages",
+    ),
+    "python train.py method=cita method.reference_free=false "
+    "model.init_adapter=run:<mlflow run id>": (
+        TEST,
+        "tests/test_stacked.py::test_training_from_a_run_id",
+    ),
+    # README: mutation testing
+    "python scripts/mutate.py": (TEST, "tests/test_mutations.py::test_no_mutation_survives"),
     # README: hub models and data
     "python train.py model=llama3_8b model.hub_id=meta-llama/Llama-3.1-8B-Instruct": (COMPOSE, ""),
     "python train.py dataset=hh_rlhf dataset.data_dir=helpful-base dataset.max_length=1024": (

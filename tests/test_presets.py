@@ -62,6 +62,7 @@ PRESETS = {
     "method=dpo optimizer=grit": GENERIC,
     "experiment=grid_dpo": GENERIC,
     "experiment=grid_sft": GENERIC,
+    "experiment=stacked": GENERIC,  # the stacked code reports no settings (PAPERS.md)
 }
 
 

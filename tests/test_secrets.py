@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from alignment.config.secrets import check_env_name, credential_problem, scrub
+from alignment.config.secrets import SECRET_KEY, check_env_name, credential_problem, scrub
 from alignment.evaluation.judges import OpenAIJudge
+from alignment.tracking import flatten, redaction
 from tests.conftest import run_train
 
 HF = "hf_PlantedHfTokenValue0123456789"
@@ -46,6 +47,25 @@ def test_scrub(monkeypatch):
     assert scrub(tree) == {
         "a": {"api_key_env": "OPENAI_API_KEY", "token": "***", "note": "t=***"},
         "l": ["***"],
+    }
+
+
+def test_flatten_masks_secret_named_keys_and_redacts_values(monkeypatch):
+    """The MLflow params of a run: a value under a secret-named key (a tag called db_password,
+    which no key shape reveals) is masked whole; a secret-env value inside another key's value
+    and a URI's user:password are redacted; ordinary keys (max_new_tokens is not a token) stay."""
+    monkeypatch.setenv("HF_TOKEN", HF)
+    tree = {
+        "tracking": {"tags": {"db_password": "hunter2hunter2"}, "uri": "http://u:pw@host:5000"},
+        "eval": {"judge": {"max_new_tokens": 4}},
+        "tag": f"run-{HF}",
+    }
+    assert redaction.SECRET_KEY.pattern == SECRET_KEY.pattern  # one rule for config and params
+    assert flatten(tree) == {
+        "tracking.tags.db_password": "***",
+        "tracking.uri": "http://***@host:5000",
+        "eval.judge.max_new_tokens": "4",
+        "tag": "run-***",
     }
 
 

@@ -57,6 +57,10 @@ def model_config_from_yaml(text: str) -> ModelConfig:
     if "model" not in stored:
         raise ValueError("the run's config has no `model` section")
     merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), stored.model)
+    # A run that started from an init adapter saved a complete adapter (it trained that adapter
+    # further): evaluating it needs the base and that adapter only, and the init adapter's
+    # directory need not exist any more (or on this machine).
+    merged.init_adapter = None
     return OmegaConf.to_object(merged)
 
 

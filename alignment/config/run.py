@@ -118,11 +118,19 @@ class RunConfig:
     risk: RiskConfig = field(default_factory=RiskConfig)
     # null (regularizer=none) or a RegularizerConfig subclass named by the option's YAML.
     regularizer: Any = None
+    # A stacked run (experiment=stacked): methods trained before `method`, in this order, each
+    # stage starting from the adapter of the one before and using its policy as pi_ref; one
+    # command, one parent MLflow run with a nested run per stage (alignment/stacked.py).
+    # Each value is a method config (`/method@stages.<name>: <method>` in a defaults list), so
+    # `stages.dpo.beta=0.2` works on the command line. Empty: a single run.
+    stages: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check("seed", self.seed, ge=0)
         if not isinstance(self.method, MethodConfig):
             raise TypeError(f"method must be a MethodConfig, got {type(self.method).__name__}")
+        if self.stages:
+            _check_stages(self.stages, self.method)
         if not isinstance(self.optimizer, OptimizerConfig):
             raise TypeError(
                 f"optimizer must be an OptimizerConfig, got {type(self.optimizer).__name__}"
@@ -138,3 +146,15 @@ class RunConfig:
             )
         if self.regularizer is not None and not isinstance(self.regularizer, RegularizerConfig):
             raise TypeError(f"regularizer must be a RegularizerConfig, got {self.regularizer!r}")
+
+
+def _check_stages(stages: dict[str, Any], method: MethodConfig) -> None:
+    """Every stage, and the final method, must train an adapter for the next one to start from."""
+    from alignment.methods import METHODS  # the registry knows which methods train
+
+    for key, stage in [*stages.items(), ("method", method)]:
+        where = f"stages.{key}" if key != "method" else "method"
+        if not isinstance(stage, MethodConfig):
+            raise TypeError(f"{where} must be a method config, got {type(stage).__name__}")
+        if not METHODS.get(stage.name).trains:
+            raise ValueError(f"{where}: method {stage.name!r} trains nothing; a stage must train")

@@ -17,6 +17,7 @@ import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow.exceptions import MlflowException
 
@@ -29,6 +30,9 @@ from alignment.evaluation.suites import SUITES, EvalContext
 from alignment.methods import get_method
 from alignment.runinfo import run_tags
 from alignment.tracking import RUN_ID_FILE, Tracker, flatten
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 logger = logging.getLogger(__name__)
 
@@ -194,26 +198,36 @@ def _find_run(tracker: Tracker, run_id: str):
         raise TargetError(f"run={run_id}: no such MLflow run in {tracker.uri} ({msg})") from None
 
 
-def _run_target(cfg: EvaluateConfig, tracker: Tracker) -> Target:
-    """A training run: its model config and adapter (local, else downloaded once); the eval files
-    go to the run's own directory when it is on this machine (where eval_after_train puts them)."""
-    run = _find_run(tracker, cfg.run)
+def run_adapter(
+    tracker: Tracker, run_id: str, cache_dir: str
+) -> tuple[ModelConfig, Path, Path | None, Run]:
+    """A training run's model config, a local directory holding its adapter (the run's own
+    output_dir/adapter when it is on this machine, else the logged `adapter` artifact, fetched
+    once into the cache), its output directory (None if unknown) and the run. Also used for
+    `model.init_adapter=run:<id>` (alignment/init_adapter.py). Raises TargetError (one line)."""
+    run = _find_run(tracker, run_id)
     try:
-        model = _stored_model_config(tracker, cfg.run)
+        model = _stored_model_config(tracker, run_id)
     except (MlflowException, OSError, ValueError) as err:
-        raise TargetError(f"run={cfg.run}: no readable model config ({_one_line(err)})") from None
+        raise TargetError(f"run={run_id}: no readable model config ({_one_line(err)})") from None
     train_dir = Path(run.data.params["output_dir"]) if "output_dir" in run.data.params else None
     if train_dir is not None and (train_dir / "adapter").is_dir():
-        adapter = train_dir / "adapter"
-    else:  # another machine trained it: fetch the logged adapter once
-        dst = Path(cfg.cache_dir).expanduser() / "eval" / "adapters" / cfg.run
-        if not (dst / "adapter").is_dir():
-            dst.mkdir(parents=True, exist_ok=True)
-            try:
-                tracker.client.download_artifacts(cfg.run, "adapter", str(dst))
-            except (MlflowException, OSError) as err:
-                raise TargetError(f"run={cfg.run}: no adapter to load ({_one_line(err)})") from None
-        adapter = dst / "adapter"
+        return model, train_dir / "adapter", train_dir, run
+    # Another machine trained it: fetch the logged adapter once.
+    dst = Path(cache_dir).expanduser() / "eval" / "adapters" / run_id
+    if not (dst / "adapter").is_dir():
+        dst.mkdir(parents=True, exist_ok=True)
+        try:
+            tracker.client.download_artifacts(run_id, "adapter", str(dst))
+        except (MlflowException, OSError) as err:
+            raise TargetError(f"run={run_id}: no adapter to load ({_one_line(err)})") from None
+    return model, dst / "adapter", train_dir, run
+
+
+def _run_target(cfg: EvaluateConfig, tracker: Tracker) -> Target:
+    """A training run: its model config and adapter (run_adapter); the eval files go to the
+    run's own directory when it is on this machine (where eval_after_train puts them)."""
+    model, adapter, train_dir, run = run_adapter(tracker, cfg.run, cfg.cache_dir)
     out = train_dir if train_dir is not None and train_dir.is_dir() else Path(cfg.output_dir)
     tags = {k: run.data.tags[k] for k in IDENTITY_TAGS if k in run.data.tags}
     return Target(model, str(adapter), cfg.run, f"run:{cfg.run}", out, tags)

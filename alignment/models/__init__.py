@@ -1,7 +1,8 @@
 """Build the policy: base model (optionally 4-/8-bit via bitsandbytes) + LoRA, and its tokenizer.
 
-The reference model for DPO-family losses is this same model with its adapters disabled, so no
-second copy of the weights is ever loaded.
+The reference model for DPO-family losses is this same model with its adapters disabled (or,
+for a run that starts from a saved adapter, with a frozen copy of that adapter active:
+alignment/models/reference.py), so no second copy of the base weights is ever loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from alignment.config import ModelConfig
 from alignment.data.templates import TEMPLATES
+from alignment.models.reference import attach_init_adapter
 from alignment.models.weights import weights_dir
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,9 @@ def load_policy(
     trainable: bool = True,
     fsdp: bool = False,
 ) -> PeftModel:
-    """Base model + LoRA adapter: a new one from `cfg.lora`, or the one saved at `adapter_path`."""
+    """Base model + LoRA adapter: the one saved at `adapter_path`, else `cfg.init_adapter` (a
+    resolved directory; trained further, with its frozen copy as pi_ref: models/reference.py),
+    else a new one from `cfg.lora`."""
     model = load_base(cfg, cache_dir, device, fsdp)
     if cfg.quantization != "none" and trainable:
         model = prepare_model_for_kbit_training(
@@ -95,6 +99,10 @@ def load_policy(
         model.enable_input_require_grads()
     if adapter_path is not None:
         return PeftModel.from_pretrained(model, adapter_path, is_trainable=trainable)
+    if cfg.init_adapter is not None:
+        if cfg.init_adapter.startswith("run:"):
+            raise ValueError("model.init_adapter=run:<id> must be resolved first (init_adapter.py)")
+        return attach_init_adapter(model, cfg.init_adapter, trainable)
     lora = PeftLoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,

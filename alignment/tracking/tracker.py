@@ -128,7 +128,7 @@ class Tracker:
             # Set by the sweep's parent-run callback (alignment/config/sweep.py) before fan-out.
             parent = os.environ.get("ALIGNMENT_PARENT_RUN_ID")
             sweep = os.environ.get("ALIGNMENT_SWEEP_ID")
-            if parent:
+            if parent and "mlflow.parentRunId" not in all_tags:  # a stacked stage keeps its own
                 all_tags["mlflow.parentRunId"] = parent
             if sweep:
                 all_tags["sweep_id"] = sweep
