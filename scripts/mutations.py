@@ -350,8 +350,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "flatten_keeps_secret_names",
         "alignment/tracking/redaction.py",
-        "        elif SECRET_KEY.search(str(key)):",
-        "        elif False:",
+        "elif SECRET_KEY.search(str(key)) and not is_env_ref(value):",
+        "elif False:",
         "a secret-named config key is logged as an MLflow param in clear",
         ("tests/test_secrets.py", "tests/tracking/test_tracking_journal.py"),
     ),
