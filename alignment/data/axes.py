@@ -18,6 +18,7 @@ every `DatasetConfig` field (path, max_examples, ...) applies. Each yields SFT e
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -85,6 +86,15 @@ def _beavertails_row(
     return PreferenceExample(
         (Turn("user", prompt),), response, "", category=category, origin=origin
     )
+
+
+@DATASETS.register("hhh_builtin")
+def load_hhh_builtin(cfg: DatasetConfig) -> list[PreferenceExample]:
+    """The three offline axes in one SFT set (an SFT baseline on MAC's data; `cfg.path` unused)."""
+    if cfg.path:
+        raise ValueError("dataset.path is not used by hhh_builtin (it reads three shipped files)")
+    parts = [DATASETS.get(name)(replace(cfg, name=name)) for name in BUILTIN_AXIS_DATA.values()]
+    return [ex for part in parts for ex in part]
 
 
 @DATASETS.register("beavertails_safe")

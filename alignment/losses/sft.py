@@ -32,3 +32,29 @@ def sft_loss(
     return LossOutput(
         loss, {"logps/chosen": policy_chosen_logps.detach(), "sft/token_logp": per_token}
     )
+
+
+def axis_sum_nll(
+    policy_logps: torch.Tensor,
+    n_tokens: torch.Tensor,
+    axis: torch.Tensor,
+    axis_names: tuple[str, ...],
+) -> LossOutput:
+    """MAC's objective: the sum over axes of each axis batch's token-mean NLL,
+
+        L = sum_a [ -sum_{b: axis_b = a} log pi(y_b | x_b) / sum_{b: axis_b = a} |y_b| ]
+
+    which has the gradient of the reference's three sequential backward passes (one batch per
+    axis, losses summed). Shapes: policy_logps, n_tokens, axis (B,); axis holds indices into
+    axis_names. Every axis must have a row in the batch (a missing one would silently drop its
+    term). Metrics: `nll/<axis name>` per axis, `logps/chosen`.
+    """
+    one_hot = torch.nn.functional.one_hot(axis.long(), len(axis_names)).to(policy_logps.dtype)
+    tokens = one_hot.T @ n_tokens.to(policy_logps.dtype)  # (A,)
+    if bool((tokens == 0).any()):
+        missing = [axis_names[a] for a in range(len(axis_names)) if tokens[a] == 0]
+        raise ValueError(f"axis_sum_nll: the batch has no response token for axes {missing}")
+    per_axis = -(one_hot.T @ policy_logps) / tokens  # (A,)
+    metrics = {f"nll/{name}": per_axis[a].detach() for a, name in enumerate(axis_names)}
+    metrics["logps/chosen"] = policy_logps.detach()
+    return LossOutput(per_axis.sum(), metrics)
