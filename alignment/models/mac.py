@@ -22,7 +22,9 @@ input up and the steering vector back down. The reference also declares an `axis
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -141,6 +143,8 @@ class MacSteering(nn.Module):
         if not layers:
             raise ValueError("method.layers must name at least one decoder layer")
         self.layers, self.site = list(layers), site
+        self._settings = {"hidden": hidden, "layers": self.layers, "site": site}
+        self._settings |= {"head_dim": head_dim, "mode": mode}
         self.circuits = nn.ModuleDict(
             {
                 str(i): MechanisticAlignmentCircuit(
@@ -152,6 +156,10 @@ class MacSteering(nn.Module):
         self.record_attention = False
         self.attention: dict[int, torch.Tensor] = {}
         self._handles: list[RemovableHandle] = []
+
+    def settings(self) -> dict:
+        """The constructor arguments that fix the weights' shapes and behaviour."""
+        return dict(self._settings)
 
     @property
     def attached(self) -> bool:
@@ -191,3 +199,30 @@ class MacSteering(nn.Module):
             return (steered, *output[1:]) if isinstance(output, tuple) else steered
 
         return add_steering
+
+
+CIRCUIT_FILE, CIRCUIT_CONFIG = "mac_circuit.safetensors", "mac_config.json"
+
+
+def save_steering(steering: MacSteering, directory: Path) -> Path:
+    """Write the circuits' weights (safetensors) and their shape settings (JSON) to `directory`."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in steering.state_dict().items()}
+    save_file(state, str(directory / CIRCUIT_FILE))
+    (directory / CIRCUIT_CONFIG).write_text(json.dumps(steering.settings(), indent=2))
+    return directory
+
+
+def load_steering(directory: Path) -> MacSteering:
+    """A MacSteering rebuilt from `save_steering`'s files (not attached)."""
+    from safetensors.torch import load_file
+
+    config, weights = directory / CIRCUIT_CONFIG, directory / CIRCUIT_FILE
+    for path in (config, weights):
+        if not path.is_file():
+            raise FileNotFoundError(f"MAC circuit file not found: {path}")
+    steering = MacSteering(**json.loads(config.read_text()))
+    steering.load_state_dict(load_file(str(weights)))
+    return steering

@@ -22,7 +22,9 @@ from alignment.models.mac import (
     axis_attention,
     check_layers,
     decoder_layers,
+    load_steering,
     mac_parameter_count,
+    save_steering,
 )
 from alignment.models.mac_heatmap import collect_axis_attention, heatmap_figure
 from tests.conftest import compose_cfg
@@ -213,3 +215,22 @@ def test_attention_heatmap_for_held_out_prompts(tiny, tmp_path):
     assert not steering.record_attention and not steering.attention
     path = heatmap_figure(rows, tmp_path / "axis_attention.png", "MAC layer 1")
     assert path.stat().st_size > 5_000
+
+
+def test_save_and_load_round_trip_gives_the_same_logits(tiny, tmp_path):
+    model = base_model(tiny)
+    torch.manual_seed(0)
+    steering = MacSteering(16, [0, 1], site="residual_post", head_dim=8, mode="frozen")
+    steering.attach(model)
+    x = ids(tiny[1])
+    with torch.no_grad():
+        expected = model(x).logits
+    save_steering(steering, tmp_path / "mac")
+    steering.remove()
+    loaded = load_steering(tmp_path / "mac").attach(model)
+    assert loaded.settings() == steering.settings()
+    assert not loaded.circuits["0"].q_proj.weight.requires_grad  # the mode survives
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, expected)
+    with pytest.raises(FileNotFoundError, match="mac_config.json"):
+        load_steering(tmp_path / "nowhere")
