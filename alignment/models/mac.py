@@ -179,6 +179,9 @@ class MacSteering(nn.Module):
             self._handles.append(target.register_forward_hook(self._hook(i)))
         return self
 
+    def save(self, directory: Path) -> Path:
+        return save_steering(self, directory)
+
     def remove(self) -> None:
         """Detach every hook; the model is then exactly the base model again."""
         for handle in self._handles:
@@ -226,3 +229,44 @@ def load_steering(directory: Path) -> MacSteering:
     steering = MacSteering(**json.loads(config.read_text()))
     steering.load_state_dict(load_file(str(weights)))
     return steering
+
+
+def build_mac_model(
+    model_cfg,
+    cache_dir: str,
+    device: torch.device,
+    *,
+    steering: MacSteering | None,
+    lora: bool,
+    saved: Path | None = None,
+    trainable: bool = True,
+):
+    """The base model (plus LoRA when `lora`) with MAC attached, as a SteeredModel.
+
+    Args:
+        steering: a new (unattached) circuit; None loads the one saved in `saved`.
+        saved: a directory written by SteeredModel.save_pretrained (circuit, and adapter files
+            when LoRA trained), for evaluation or a second stage.
+        trainable: False freezes everything (evaluation).
+    """
+    from alignment.models import load_base, load_policy
+    from alignment.models.steered import SteeredModel
+
+    if lora:
+        adapter = str(saved) if saved is not None else None
+        base = load_policy(model_cfg, cache_dir, device, adapter, trainable=trainable)
+    else:
+        # The base never trains: no LoRA, no k-bit preparation (the circuit is fp32 anyway).
+        base = load_base(model_cfg, cache_dir, device)
+        if model_cfg.gradient_checkpointing and trainable:
+            base.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        base.requires_grad_(False)
+    if steering is None:
+        if saved is None:
+            raise ValueError("build_mac_model needs a new circuit or a saved directory")
+        steering = load_steering(saved)
+    if not trainable:
+        steering.requires_grad_(False)
+    return SteeredModel(base, steering)
