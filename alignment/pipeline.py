@@ -93,7 +93,8 @@ def run_training(cfg: RunConfig) -> float | None:
     method = get_method(cfg.method)
     device = pick_device(cfg.train.device)
     tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
-    data = prepare_data(cfg, method, tokenizer)  # all input validation happens here
+    # All input validation happens here (a method may bring its own data source).
+    data = (method.prepare_data or prepare_data)(cfg, method, tokenizer)
 
     tracker = _start_tracking(cfg, out, data)
     try:
@@ -147,9 +148,12 @@ def build_trainer(
     out: Path,
     callbacks: list | None = None,
 ) -> AlignmentTrainer:
-    """The policy (LoRA on the base) and the Trainer over the prepared data; the reference
-    log-probs are attached first when the method caches them."""
-    model = load_policy(cfg.model, cfg.cache_dir, device)
+    """The policy (LoRA on the base, or the method's own model) and the Trainer over the prepared
+    data; the reference log-probs are attached first when the method caches them."""
+    if method.build_model is not None:
+        model = method.build_model(cfg, device, None, True)
+    else:
+        model = load_policy(cfg.model, cfg.cache_dir, device)
     if data.reference is not None:
         data.attach_reference(data.reference(model))
     return AlignmentTrainer(
@@ -157,7 +161,7 @@ def build_trainer(
         args=training_args(cfg, out, device, data.val is not None),
         train_dataset=data.train,
         eval_dataset=data.val,
-        data_collator=Collator(tokenizer.pad_token_id, pairs=method.needs_pairs),
+        data_collator=data.collator or Collator(tokenizer.pad_token_id, pairs=method.needs_pairs),
         processing_class=tokenizer,
         callbacks=callbacks,
         method=method,
@@ -170,6 +174,8 @@ def build_trainer(
 def _train(
     cfg: RunConfig, method: Method, device, tokenizer, data: PreparedData, tracker, out: Path
 ):
+    if method.driver is not None:  # e.g. AlignX's two stages
+        return method.driver(cfg, method, device, tokenizer, data, tracker, out)
     callbacks = [MlflowCallback(tracker)] if tracker is not None else None
     trainer = build_trainer(cfg, method, device, tokenizer, data, out, callbacks)
     if tracker is not None and "refcache/hit" in data.counts:
@@ -183,4 +189,8 @@ def _train(
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
     final = write_summary(cfg, trainer, tracker, adapter_dir, out)
+    if method.after_train is not None:
+        for path in method.after_train(cfg, model, tokenizer, out):
+            if tracker is not None:
+                tracker.log_artifact(path)
     return model, final, trainer.state.global_step

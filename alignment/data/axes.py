@@ -1,7 +1,7 @@
 """The three alignment axes of MAC and AlignX, and supervised (prompt -> answer) data for each.
 
-Both methods train on one dataset per axis. The reference code uses hub data (the `HUB_AXIS_DATA`
-loaders); the offline defaults (`BUILTIN_AXIS_DATA`) are the project's own files:
+Both methods train on one dataset per axis. The reference code uses hub data (`HUB_AXIS_DATA`,
+`method.data.preset=hub`); the offline defaults (`BUILTIN_AXIS_DATA`) are the project's own files:
 
 - helpfulness: `helpful_builtin`, the benign how-to questions of assets/safety_prefs.jsonl with
   their helpful answers (the chosen side of the benign pairs);
@@ -22,6 +22,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
+from alignment.config.axes import PRESETS
 from alignment.config.data import DatasetConfig
 from alignment.data.builtin import SAFETY_PREFS_PATH
 from alignment.data.honesty import HONESTY_PATH
@@ -31,17 +32,9 @@ from alignment.data.types import DataError, PreferenceExample, Turn
 
 logger = logging.getLogger(__name__)
 
-AXES = ("helpfulness", "harmlessness", "honesty")
-BUILTIN_AXIS_DATA = {
-    "helpfulness": "helpful_builtin",
-    "harmlessness": "harmless_builtin",
-    "honesty": "honest_builtin",
-}
-HUB_AXIS_DATA = {
-    "helpfulness": "alpaca",
-    "harmlessness": "beavertails_safe",
-    "honesty": "truthfulqa_answers",
-}
+BUILTIN_AXIS_DATA, HUB_AXIS_DATA = PRESETS["builtin"], PRESETS["hub"]
+# The split a loader reads when the axis config leaves it unset (hub datasets name theirs).
+DEFAULT_SPLITS = {"beavertails_safe": "30k_train", "truthfulqa_answers": "validation"}
 
 
 def _safety_sft(cfg: DatasetConfig, benign: bool) -> list[PreferenceExample]:
@@ -101,7 +94,7 @@ def load_hhh_builtin(cfg: DatasetConfig) -> list[PreferenceExample]:
 def load_beavertails_safe(cfg: DatasetConfig) -> list[PreferenceExample]:
     """PKU-Alignment/BeaverTails rows with is_safe true (the reference's harmlessness data):
     prompt -> response. Unsafe rows are dropped and counted in the log. Use
-    `split=30k_train` (the DatasetConfig default `train` is not a BeaverTails split)."""
+    split 30k_train unless the axis config names another."""
     examples = _load(cfg, "PKU-Alignment/BeaverTails", _beavertails_row)
     safe = [ex for ex in examples if ex.category == "safe"]
     logger.info("beavertails_safe: kept %d safe of %d rows", len(safe), len(examples))
@@ -125,9 +118,9 @@ def _truthfulqa_row(
 @DATASETS.register("truthfulqa_answers")
 def load_truthfulqa_answers(cfg: DatasetConfig) -> list[PreferenceExample]:
     """TruthfulQA question -> best_answer (the reference's honesty data): the hub's
-    truthfulqa/truthful_qa `generation` config (use `split=validation`, its only split), or a
-    local file with question and best_answer columns. TruthfulQA is also an evaluation suite
-    here: a model trained on it must not be scored on it."""
+    truthfulqa/truthful_qa `generation` config (split validation, its only one), or a local
+    file with question and best_answer columns. TruthfulQA is also an evaluation suite here: a
+    model trained on it must not be scored on it."""
     path, limit = cfg.path or "truthfulqa/truthful_qa", cfg.max_examples
     name = None if cfg.path else "generation"
     source, records = load_records(path, name=name, split=cfg.split, limit=limit)

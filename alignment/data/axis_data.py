@@ -22,7 +22,10 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from alignment.axes import AXES
 from alignment.config import DatasetConfig, RunConfig
+from alignment.config.axes import AxisDataConfig
+from alignment.data.axes import DEFAULT_SPLITS
 from alignment.data.collate import Collator
 from alignment.data.formatting import EncodedExample, filter_long
 from alignment.data.prepare import PreparedData, _encode_cached
@@ -54,7 +57,8 @@ def round_robin(encoded: list[list[EncodedExample]], length: str = "shortest") -
 
 
 class AxisCollator:
-    """b items -> the `Collator` batch of their A*b rows (axis-major) plus `axis` (A*b,)."""
+    """b items -> the `Collator` batch of their A*b rows (axis-major) plus `axis` (A*b,) and
+    `n_axes` (int)."""
 
     def __init__(self, pad_token_id: int) -> None:
         self.inner = Collator(pad_token_id, pairs=False)
@@ -77,6 +81,7 @@ class AxisCollator:
                 axis.append(a)
         batch = self.inner(rows)
         batch["axis"] = torch.tensor(axis)
+        batch["n_axes"] = n_axes  # a plain int (the Trainer moves only tensors)
         return batch
 
 
@@ -127,9 +132,27 @@ def prepare_axis_data(
     val = round_robin(encoded["val"], length) if all(encoded["val"]) else None
     counts["data/train_examples"] = float(len(train))
     counts["data/val_examples"] = float(len(val)) if val is not None else 0.0
-    return PreparedData(train, val, counts)
+    return PreparedData(train, val, counts, collator=AxisCollator(tokenizer.pad_token_id))
 
 
-def axis_source(base: DatasetConfig, name: str, path: str | None, split: str) -> DatasetConfig:
-    """A DatasetConfig for one axis: the run's dataset settings with this loader, path, split."""
-    return replace(base, name=name, path=path, split=split, columns={}, data_dir=None)
+def axis_source(
+    base: DatasetConfig,
+    name: str,
+    path: str | None = None,
+    split: str | None = None,
+    max_examples: int | None = None,
+) -> DatasetConfig:
+    """A DatasetConfig for one axis: the run's dataset settings (max_length, split seed, ...)
+    with this loader, path and split (None: the loader's default, see DEFAULT_SPLITS)."""
+    split = split or DEFAULT_SPLITS.get(name, "train")
+    kw = {"path": path, "split": split, "max_examples": max_examples}
+    return replace(base, name=name, columns={}, data_dir=None, **kw)
+
+
+def axis_sources(base: DatasetConfig, data: AxisDataConfig) -> dict[str, DatasetConfig]:
+    """{axis: DatasetConfig} for every axis of a `method.data` block, in AXES order."""
+    out = {}
+    for axis in AXES:
+        src = getattr(data, axis)
+        out[axis] = axis_source(base, data.loader(axis), src.path, src.split, src.max_examples)
+    return out

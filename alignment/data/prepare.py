@@ -37,6 +37,8 @@ class PreparedData:
     # Computes (or loads) reference log-probs for train and val given the policy; None when the
     # method needs no cached reference.
     reference: Callable | None = None
+    # Turns dataset rows into a batch; None: the default Collator (pairs if the method needs them).
+    collator: Callable | None = None
 
     def attach_reference(self, refs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         for split in ("train", "val"):

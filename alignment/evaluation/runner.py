@@ -21,9 +21,13 @@ from pathlib import Path
 from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 
-from alignment.config import ModelConfig, RunConfig
+from alignment.config import MethodConfig, ModelConfig, RunConfig
 from alignment.config.eval import suite_version
-from alignment.config.evaluate import EvaluateConfig, model_config_from_yaml
+from alignment.config.evaluate import (
+    EvaluateConfig,
+    method_config_from_yaml,
+    model_config_from_yaml,
+)
 from alignment.evaluation import compare
 from alignment.evaluation.suites import SUITES, EvalContext
 from alignment.runinfo import run_name, run_tags
@@ -99,27 +103,30 @@ def _log(tracker: Tracker, metrics, params, files, step: int) -> None:
 @dataclass(frozen=True)
 class Target:
     """What evaluate.py evaluates: model config, adapter dir (None = base model), the MLflow run
-    to log into (None = create one) and the weights' cache identity."""
+    to log into (None = create one), the weights' cache identity and the method that trained the
+    weights (its build_model hook rebuilds the model from the adapter dir)."""
 
     model: ModelConfig
     adapter: str | None
     run_id: str | None
     weights_key: str
+    method: MethodConfig
 
 
-def _stored_model_config(tracker: Tracker, run_id: str) -> ModelConfig:
-    """The training run's model config: resolved_config.yaml, else Hydra's .hydra/config.yaml."""
+def _stored_configs(tracker: Tracker, run_id: str) -> tuple[ModelConfig, MethodConfig]:
+    """The training run's model and method configs: resolved_config.yaml, else Hydra's
+    .hydra/config.yaml."""
     names = {a.path for a in tracker.client.list_artifacts(run_id)}
     name = "resolved_config.yaml" if "resolved_config.yaml" in names else ".hydra/config.yaml"
     with tempfile.TemporaryDirectory() as tmp:
-        path = tracker.client.download_artifacts(run_id, name, tmp)
-        return model_config_from_yaml(Path(path).read_text())
+        text = Path(tracker.client.download_artifacts(run_id, name, tmp)).read_text()
+        return model_config_from_yaml(text), method_config_from_yaml(text)
 
 
 def resolve_target(cfg: EvaluateConfig, tracker: Tracker) -> Target:
     if cfg.run:
         run = tracker.client.get_run(cfg.run)
-        model = _stored_model_config(tracker, cfg.run)
+        model, method = _stored_configs(tracker, cfg.run)
         local = Path(run.data.params.get("output_dir", "")) / "adapter"
         if local.is_dir():
             adapter = str(local)
@@ -129,20 +136,35 @@ def resolve_target(cfg: EvaluateConfig, tracker: Tracker) -> Target:
                 dst.mkdir(parents=True, exist_ok=True)
                 tracker.client.download_artifacts(cfg.run, "adapter", str(dst))
             adapter = str(dst / "adapter")
-        return Target(model, adapter, cfg.run, f"run:{cfg.run}")
+        return Target(model, adapter, cfg.run, f"run:{cfg.run}", method)
     if cfg.adapter:
         adapter = Path(cfg.adapter).resolve()
         id_file = adapter.parent / RUN_ID_FILE
         run_id = id_file.read_text().strip() if id_file.is_file() else None
         weights = adapter / "adapter_model.safetensors"
         stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
-        return Target(cfg.model, str(adapter), run_id, f"adapter:{adapter}:{stamp}")
-    return Target(cfg.model, None, None, base_key(cfg.model))
+        return Target(cfg.model, str(adapter), run_id, f"adapter:{adapter}:{stamp}", cfg.method)
+    return Target(cfg.model, None, None, base_key(cfg.model), cfg.method)
+
+
+def load_target(cfg: EvaluateConfig, target: Target, device):
+    """The base model, or the trained one: LoRA on the base, or what the training method's
+    build_model hook rebuilds from the saved directory (a MAC circuit, AlignX's experts)."""
+    from alignment.methods import get_method
+    from alignment.models import load_base, load_policy
+
+    if target.adapter is None:
+        return load_base(target.model, cfg.cache_dir, device)
+    method = get_method(target.method)
+    if method.build_model is not None:
+        trained = dataclasses.replace(cfg, model=target.model, method=target.method)
+        return method.build_model(trained, device, Path(target.adapter), False)
+    return load_policy(target.model, cfg.cache_dir, device, target.adapter, trainable=False)
 
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     """Load the target (base model + adapter), run the suites, log into the right MLflow run."""
-    from alignment.models import load_base, load_policy, load_tokenizer, pick_device
+    from alignment.models import load_tokenizer, pick_device
 
     tracker = Tracker(cfg.tracking, Path(cfg.output_dir))
     target = resolve_target(cfg, tracker)
@@ -156,10 +178,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
         tracker.start(flatten(dataclasses.asdict(cfg)), tags, run_name(cfg, "eval"))
     device = pick_device(cfg.train.device)
     tokenizer = load_tokenizer(target.model, cfg.cache_dir)
-    if target.adapter is None:
-        model = load_base(target.model, cfg.cache_dir, device)
-    else:
-        model = load_policy(target.model, cfg.cache_dir, device, target.adapter, trainable=False)
+    model = load_target(cfg, target, device)
     try:
         metrics = run_eval(
             cfg,

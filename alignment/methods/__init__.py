@@ -5,7 +5,7 @@ test), one schema + `register(Method(...))` entry in a module here, one conf/met
 PAPERS.md line. Nothing else in the package branches on a method's name.
 """
 
-from alignment.methods import grid
+from alignment.methods import grid, mac  # each module registers its methods
 from alignment.methods.grid import (
     BaselineConfig,
     CitaConfig,
@@ -26,5 +26,6 @@ __all__ = [
     "SftConfig",
     "get_method",
     "grid",
+    "mac",
     "register",
 ]

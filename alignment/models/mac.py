@@ -30,7 +30,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-AXES = ("helpfulness", "harmlessness", "honesty")
+from alignment.axes import AXES
+
 SITES = ("attn_out", "residual_post")
 MODES = ("standard", "generic", "frozen")
 
@@ -236,7 +237,7 @@ def build_mac_model(
     cache_dir: str,
     device: torch.device,
     *,
-    steering: MacSteering | None,
+    circuit: dict | None,
     lora: bool,
     saved: Path | None = None,
     trainable: bool = True,
@@ -244,9 +245,10 @@ def build_mac_model(
     """The base model (plus LoRA when `lora`) with MAC attached, as a SteeredModel.
 
     Args:
-        steering: a new (unattached) circuit; None loads the one saved in `saved`.
+        circuit: MacSteering arguments but the hidden size (read from the model) for a new
+            circuit; None loads the one saved in `saved`.
         saved: a directory written by SteeredModel.save_pretrained (circuit, and adapter files
-            when LoRA trained), for evaluation or a second stage.
+            when LoRA trained), for evaluation.
         trainable: False freezes everything (evaluation).
     """
     from alignment.models import load_base, load_policy
@@ -259,14 +261,15 @@ def build_mac_model(
         # The base never trains: no LoRA, no k-bit preparation (the circuit is fp32 anyway).
         base = load_base(model_cfg, cache_dir, device)
         if model_cfg.gradient_checkpointing and trainable:
-            base.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            kwargs = {"use_reentrant": False}
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         base.requires_grad_(False)
-    if steering is None:
-        if saved is None:
-            raise ValueError("build_mac_model needs a new circuit or a saved directory")
+    if circuit is not None:
+        steering = MacSteering(base.config.hidden_size, **circuit)
+    elif saved is not None:
         steering = load_steering(saved)
+    else:
+        raise ValueError("build_mac_model needs circuit settings or a saved directory")
     if not trainable:
         steering.requires_grad_(False)
     return SteeredModel(base, steering)

@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader
 
 from alignment.alignx.fit import accuracy, fit_projector, fit_router, prompt_states
 from alignment.alignx.mocae import Mocae, load_mocae, save_mocae
-from alignment.data.axes import AXES, BUILTIN_AXIS_DATA
+from alignment.axes import AXES
+from alignment.data.axes import BUILTIN_AXIS_DATA
 from alignment.data.axis_data import AxisCollator, axis_source, prepare_axis_data
 from alignment.methods import get_method
 from alignment.models import load_base, load_tokenizer
@@ -26,7 +27,7 @@ def states(tmp_path_factory, cache_dir):
         cache_dir,
     )
     tok = load_tokenizer(cfg.model, cfg.cache_dir)
-    sources = {a: axis_source(cfg.dataset, BUILTIN_AXIS_DATA[a], None, "train") for a in AXES}
+    sources = {a: axis_source(cfg.dataset, BUILTIN_AXIS_DATA[a]) for a in AXES}
     method = get_method(cfg.method)
     train = prepare_axis_data(cfg, sources, tok, method, length="longest").train
     val = prepare_axis_data(cfg, sources, tok, method, length="shortest").val

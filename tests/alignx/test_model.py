@@ -16,7 +16,7 @@ from alignment.alignx.experts import load_experts
 from alignment.alignx.mocae import Mocae
 from alignment.alignx.model import AlignxModel, MixSettings, load_alignx_model
 from alignment.alignx.task_vectors import lora_layers
-from alignment.data.axes import AXES
+from alignment.axes import AXES
 from alignment.models import load_tokenizer
 from tests.conftest import compose_cfg
 

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from alignment.axes import AXES
 from alignment.config.data import DatasetConfig
-from alignment.data.axes import AXES, BUILTIN_AXIS_DATA, HUB_AXIS_DATA
+from alignment.data.axes import BUILTIN_AXIS_DATA, HUB_AXIS_DATA
 from alignment.data.honesty import HONESTY_PATH, honesty_rows, write_honesty
 from alignment.data.sources import DATASETS
 from alignment.data.types import DataError

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from alignment.data.axes import AXES, BUILTIN_AXIS_DATA
+from alignment.axes import AXES
+from alignment.data.axes import BUILTIN_AXIS_DATA
 from alignment.data.axis_data import AxisCollator, axis_source, prepare_axis_data, round_robin
 from alignment.data.formatting import EncodedExample
 from alignment.methods import get_method
@@ -44,7 +45,7 @@ def test_collator_gives_one_batch_per_axis_per_step():
 def test_prepare_axis_data_on_the_builtin_axes(tmp_path, cache_dir):
     cfg = compose_cfg(["model=tiny", "method=sft"], tmp_path, cache_dir)
     tok = load_tokenizer(cfg.model, cfg.cache_dir)
-    sources = {a: axis_source(cfg.dataset, BUILTIN_AXIS_DATA[a], None, "train") for a in AXES}
+    sources = {a: axis_source(cfg.dataset, BUILTIN_AXIS_DATA[a]) for a in AXES}
     data = prepare_axis_data(cfg, sources, tok, get_method(cfg.method))
     # honesty is the smallest axis: 50 rows, 5 held out (val_fraction 0.1, per category)
     assert data.counts["data/honesty/train_examples"] == len(data.train) == 45

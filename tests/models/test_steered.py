@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alignment.models.mac import MacSteering, build_mac_model
+from alignment.models.mac import build_mac_model
 from tests.conftest import compose_cfg
 
 
@@ -21,9 +21,9 @@ def x():
 
 def build(cfg, lora: bool, **kw):
     torch.manual_seed(0)
-    steering = MacSteering(16, [1], head_dim=8)
+    circuit = {"layers": [1], "head_dim": 8}
     cpu = torch.device("cpu")
-    return build_mac_model(cfg.model, cfg.cache_dir, cpu, steering=steering, lora=lora, **kw)
+    return build_mac_model(cfg.model, cfg.cache_dir, cpu, circuit=circuit, lora=lora, **kw)
 
 
 @pytest.mark.parametrize("lora", [False, True])
@@ -56,7 +56,7 @@ def test_save_load_and_the_base_model(cfg, lora, tmp_path):
     assert (tmp_path / "adapter" / "adapter_config.json").is_file() == lora
     cpu, saved = torch.device("cpu"), tmp_path / "adapter"
     loaded = build_mac_model(
-        cfg.model, cfg.cache_dir, cpu, steering=None, lora=lora, saved=saved, trainable=False
+        cfg.model, cfg.cache_dir, cpu, circuit=None, lora=lora, saved=saved, trainable=False
     ).eval()
     assert not any(p.requires_grad for p in loaded.parameters())
     with torch.no_grad():
