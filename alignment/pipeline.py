@@ -147,6 +147,7 @@ def build_trainer(
     data: PreparedData,
     out: Path,
     callbacks: list | None = None,
+    trainer_cls: type[AlignmentTrainer] = AlignmentTrainer,
 ) -> AlignmentTrainer:
     """The policy (LoRA on the base, or the method's own model) and the Trainer over the prepared
     data; the reference log-probs are attached first when the method caches them."""
@@ -156,7 +157,7 @@ def build_trainer(
         model = load_policy(cfg.model, cfg.cache_dir, device)
     if data.reference is not None:
         data.attach_reference(data.reference(model))
-    return AlignmentTrainer(
+    return trainer_cls(
         model=model,
         args=training_args(cfg, out, device, data.val is not None),
         train_dataset=data.train,

@@ -5,7 +5,7 @@ test), one schema + `register(Method(...))` entry in a module here, one conf/met
 PAPERS.md line. Nothing else in the package branches on a method's name.
 """
 
-from alignment.methods import grid, mac  # each module registers its methods
+from alignment.methods import alignx, grid, mac  # each module registers its methods
 from alignment.methods.grid import (
     BaselineConfig,
     CitaConfig,
@@ -24,6 +24,7 @@ __all__ = [
     "Method",
     "PolicyBatch",
     "SftConfig",
+    "alignx",
     "get_method",
     "grid",
     "mac",
