@@ -17,12 +17,13 @@ register_configs()
 def main(dcfg: DictConfig) -> float | None:
     cfg: RunConfig = OmegaConf.to_object(dcfg)
     # Heavy imports only after the config is known to be valid.
+    from alignment.config.checks import ConfigError
     from alignment.data.types import DataError
     from alignment.pipeline import run_training
 
     try:
         return run_training(cfg)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, FileNotFoundError, ConfigError) as err:
         # Bad input: one line naming the file, row and field; nothing has been trained yet.
         raise SystemExit(f"error: {err}") from None
 

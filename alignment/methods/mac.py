@@ -69,10 +69,24 @@ class MacConfig(MethodConfig):
         }
 
 
+def check_layers_fit(cfg) -> None:
+    """method.layers against the model's layer count, read from its config file alone, so a
+    layer the model lacks fails before any MLflow run or weight loading."""
+    from transformers import AutoConfig
+
+    from alignment.models.mac import check_layers
+    from alignment.models.weights import weights_dir
+
+    path = weights_dir(cfg.model, cfg.cache_dir)
+    config = AutoConfig.from_pretrained(path, revision=cfg.model.revision).get_text_config()
+    check_layers(cfg.method.layers, config.num_hidden_layers)
+
+
 def axis_data(cfg, method: Method, tokenizer):
-    """The three axis datasets of `cfg.method.data`, interleaved round-robin."""
+    """The three axis datasets of `cfg.method.data`, interleaved round-robin (layers checked)."""
     from alignment.data.axis_data import axis_sources, prepare_axis_data
 
+    check_layers_fit(cfg)
     data = cfg.method.data
     sources = axis_sources(cfg.dataset, data)
     return prepare_axis_data(cfg, sources, tokenizer, method, data.round_robin)

@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from alignment.axes import AXES
+from alignment.config.checks import ConfigError
 
 SITES = ("attn_out", "residual_post")
 MODES = ("standard", "generic", "frozen")
@@ -114,12 +115,12 @@ def check_layers(layers: list[int], n_layers: int, key: str = "method.layers") -
     """One line naming the config key when a layer index does not exist in the model."""
     bad = [i for i in layers if not 0 <= i < n_layers]
     if bad:
-        raise ValueError(
+        raise ConfigError(
             f"{key}={list(layers)}: layer {bad[0]} does not exist, the model has {n_layers} "
             f"decoder layers (0..{n_layers - 1}); set {key} to layers in that range"
         )
     if len(set(layers)) != len(layers):
-        raise ValueError(f"{key}={list(layers)} names a layer twice")
+        raise ConfigError(f"{key}={list(layers)} names a layer twice")
 
 
 class MacSteering(nn.Module):
