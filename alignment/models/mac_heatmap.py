@@ -47,8 +47,9 @@ def collect_axis_attention(
             device = next(model.parameters()).device
             model(**ids.to(device), use_cache=False)
             weights = steering.attention[layer][0].float().cpu()  # (S, A, A)
-            tokens = tokenizer.convert_ids_to_tokens(ids["input_ids"][0].tolist())
-            rows.append(AxisAttention(prompt, [str(t) for t in tokens], weights))
+            # Each token as the text it stands for (byte-level BPE pieces are unreadable).
+            tokens = [repr(tokenizer.decode([i]))[1:-1] for i in ids["input_ids"][0].tolist()]
+            rows.append(AxisAttention(prompt, tokens, weights))
     finally:
         steering.record_attention = recording
         steering.attention.clear()
