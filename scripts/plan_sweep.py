@@ -27,7 +27,9 @@ def expand(overrides: list[str]) -> list[list[str]]:
     parser = OverridesParser.create()
     fixed = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
     primary = compose("train", overrides=fixed, return_hydra_config=True)
-    params = OmegaConf.to_container(primary.hydra.sweeper.params) or {}
+    # Without an experiment preset the sweeper has no params node at all (None).
+    node = primary.hydra.sweeper.params
+    params = (OmegaConf.to_container(node) if node is not None else None) or {}
     swept = [f"{key}={value}" for key, value in params.items()]
     parsed = parser.parse_overrides(overrides=[*swept, *overrides])
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]

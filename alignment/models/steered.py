@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.nn.modules.module import _IncompatibleKeys
 
 
 class Extension(Protocol):
@@ -70,6 +71,20 @@ class SteeredModel(nn.Module):
         return type(full)(
             (k, v) for k, v in full.items() if k.startswith(own) or _is_adapter_key(k)
         )
+
+    # Read by the Trainer after it loads a checkpoint (transformers models define it).
+    _keys_to_ignore_on_save = None
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load what state_dict() holds; missing/unexpected keys are counted against that, not
+        against the frozen base (so a resumed checkpoint reports no missing keys)."""
+        own = set(self.state_dict())
+        missing, unexpected = sorted(own - set(state_dict)), sorted(set(state_dict) - own)
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"SteeredModel state: missing {missing}, unexpected {unexpected}")
+        mine = {k: v for k, v in state_dict.items() if k in own}
+        super().load_state_dict(mine, strict=False, assign=assign)
+        return _IncompatibleKeys(missing, unexpected)
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> None:
         directory = Path(directory)
