@@ -5,7 +5,8 @@ Per-example means (DPO, Factual-DPO, CITA's contrastive term and sequence anchor
 by construction once the Trainer divides each micro-batch's loss by the window size. Token means
 (SFT, CITA's NLL term and its token_full_vocab KL) are not: a micro-batch of one short response
 would weigh its tokens more. The trainer therefore normalises them by the window's token count
-(`AlignmentTrainer.get_batch_samples`); the sft and CITA-with-token-terms cases fail without it.
+(`AlignmentTrainer.get_batch_samples`); the sft and CITA-with-token-terms cases fail without it,
+and MAC's per-axis token means fail without the per-axis window counts.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def accumulated_grads(overrides: list[str], batch: int, accum: int, tmp, cache) 
     torch.manual_seed(0)
     method = get_method(cfg.method)
     tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
-    data = prepare_data(cfg, method, tokenizer)
+    data = (method.prepare_data or prepare_data)(cfg, method, tokenizer)
     trainer = build_trainer(cfg, method, torch.device("cpu"), tokenizer, data, tmp / f"b{batch}")
     capture = GradCapture(trainer.model)
     trainer.add_callback(capture)
@@ -70,6 +71,8 @@ CASES = {
         "method.lambda_kl=0.5",
         "method.lambda_sft=0.5",
     ],
+    # per-axis token means (one batch of each axis per row of the batch), circuit gradients
+    "mac": ["method=mac", "method.layers=[1]", "method.heatmap=false"],
 }
 
 
