@@ -9,7 +9,7 @@ is alignment/alignx/stages.py; the maths is in alignment/alignx/.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from alignment.alignx.prefixes import PREFIX_STYLES
@@ -111,11 +111,8 @@ def _driver(*args):
     return run_alignx(*args)
 
 
-FIELDS = (
-    "stage", "stage1_run", "prefix", "k", "router_features", "temperature", "lambda1",
-    "lambda2", "eps", "combine", "mix", "gamma", "projector_steps", "router_steps", "fit_lr",
-    "data",
-)  # fmt: skip
+# Every key shapes the model or its training (the hooks), none is a loss argument.
+FIELDS = tuple(f.name for f in fields(AlignxConfig) if f.name != "name")
 register(
     Method(
         "alignx",

@@ -13,7 +13,7 @@ and the learning rate has no reference value (the optimizer's lr is logged with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from alignment.config.axes import AxisDataConfig
@@ -113,7 +113,8 @@ def _heatmap(cfg, model, tokenizer, out: Path) -> list[Path]:
     return [heatmap_figure(rows, out / "mac_axis_attention.png", title)]
 
 
-FIELDS = ("layers", "site", "head_dim", "zero_init_out_proj", "lora", "mode", "heatmap", "data")
+# Every key shapes the model or its training (the hooks), none is a loss argument.
+FIELDS = tuple(f.name for f in fields(MacConfig) if f.name != "name")
 register(
     Method(
         "mac",
