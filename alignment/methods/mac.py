@@ -97,7 +97,9 @@ def _model(cfg, device, saved: Path | None, trainable: bool):
 
     m = cfg.method
     circuit = m.circuit() if saved is None else None
-    kwargs = {"circuit": circuit, "lora": m.lora, "saved": saved, "trainable": trainable}
+    # A saved run says itself whether LoRA trained alongside (its adapter files).
+    lora = m.lora if saved is None else (saved / "adapter_config.json").is_file()
+    kwargs = {"circuit": circuit, "lora": lora, "saved": saved, "trainable": trainable}
     return build_mac_model(cfg.model, cfg.cache_dir, device, **kwargs)
 
 
