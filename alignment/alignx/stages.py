@@ -194,6 +194,7 @@ def _stage2(cfg, method, device, tokenizer, parent, stage1_dir: Path, out: Path)
         if child is not None:
             child.end("KILLED")
         raise
+    directory.mkdir(parents=True, exist_ok=True)  # no child run (tracking off) made it
     (directory / DONE).write_text(json.dumps(metrics))
     if child is not None:
         child.end("FINISHED")

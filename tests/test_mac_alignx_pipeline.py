@@ -1,0 +1,46 @@
+"""run_training in-process on `tiny` for method=mac and method=alignx (no MLflow): what lands on
+disk, and the trained model rebuilt through the method's build_model hook as evaluate.py does.
+The subprocess versions (MLflow runs, resume after kill -9, evaluate.py) are in
+tests/test_mac_alignx_e2e.py and tests/test_mac_alignx_resume.py (slow)."""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file
+
+from alignment.methods import get_method
+from alignment.pipeline import run_training
+from tests.conftest import compose_cfg
+
+FAST = ["model=tiny", "train.max_steps=2", "train.batch_size=2", "train.samples=0"]
+FAST += ["tracking.enabled=false", "train.save_steps=2"]
+
+
+def test_mac_in_process(tmp_path, cache_dir):
+    cfg = compose_cfg([*FAST, "method=mac", "method.layers=[0]"], tmp_path / "run", cache_dir)
+    assert run_training(cfg) is not None
+    out = tmp_path / "run"
+    circuit = load_file(str(out / "adapter" / "mac_circuit.safetensors"))
+    assert circuit and all(k.startswith("circuits.0.") for k in circuit)
+    checkpoint = load_file(str(out / "checkpoints" / "checkpoint-2" / "model.safetensors"))
+    assert set(checkpoint) == {f"extension.{k}" for k in circuit}  # no frozen base weights
+    assert (out / "mac_axis_attention.png").stat().st_size > 5_000
+    model = get_method(cfg.method).build_model(cfg, torch.device("cpu"), out / "adapter", False)
+    loaded = model.extension.circuits["0"].out_proj.weight
+    assert torch.equal(loaded, circuit["circuits.0.out_proj.weight"])
+
+
+def test_alignx_in_process(tmp_path, cache_dir):
+    steps = ["method.projector_steps=5", "method.router_steps=5"]
+    cfg = compose_cfg([*FAST, "method=alignx", *steps], tmp_path / "run", cache_dir)
+    assert run_training(cfg) is not None
+    out = tmp_path / "run"
+    for axis in ("helpfulness", "harmlessness", "honesty"):
+        assert (out / "adapter" / axis / "adapter_model.safetensors").is_file()
+    assert (out / "stage1" / "DONE").is_file() and (out / "stage2" / "DONE").is_file()
+    model = get_method(cfg.method).build_model(cfg, torch.device("cpu"), out / "adapter", False)
+    ids = torch.randint(5, 300, (2, 7))
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    assert logits.shape[:2] == (2, 7) and torch.isfinite(logits).all()
+    torch.testing.assert_close(model.last_weights.sum(-1), torch.ones(2))
