@@ -28,7 +28,7 @@ from alignment.config.axes import AxisDataConfig
 from alignment.data.axes import DEFAULT_SPLITS
 from alignment.data.collate import Collator
 from alignment.data.formatting import EncodedExample, filter_long
-from alignment.data.prepare import PreparedData, _encode_cached
+from alignment.data.prepare import PreparedData, encode_cached
 from alignment.data.sources import DATASETS, split_train_val
 from alignment.data.types import DataError, PreferenceExample
 
@@ -113,7 +113,7 @@ def prepare_axis_data(
             examples = transform(a, examples)
         train, val = split_train_val(examples, cfg.dataset.val_fraction, cfg.dataset.split_seed)
         for split, rows in (("train", train), ("val", val)):
-            enc = _encode_cached(tokenizer, rows, cfg, method) if rows else []
+            enc = encode_cached(tokenizer, rows, cfg, method) if rows else []
             keep, dropped = filter_long(enc, cfg.dataset.max_length)
             counts[f"data/{axis}/{split}_examples"] = float(len(keep))
             counts[f"data/{axis}/{split}_filtered_too_long"] = float(dropped)

@@ -64,12 +64,14 @@ def validate_for_method(examples: list[PreferenceExample], method: Method, cfg: 
         require_flags(examples, cfg.dataset.path or cfg.dataset.name)
 
 
-def _encode_cached(
+def encode_cached(
     tokenizer: PreTrainedTokenizerBase,
     examples: list[PreferenceExample],
     cfg: RunConfig,
     method: Method,
 ) -> list[EncodedExample]:
+    """Token ids of `examples`, from the on-disk cache when the same inputs were seen before
+    (also used per axis by alignment/data/axis_data.py)."""
     opts = {
         "instruction": method.uses_instruction(cfg.method),
         "system": cfg.model.supports_system_role,
@@ -130,7 +132,7 @@ def prepare_data(
     for name, exs in (("train", train_ex), ("val", val_ex)):
         if not exs:
             continue
-        encoded = _encode_cached(tokenizer, exs, cfg, method)
+        encoded = encode_cached(tokenizer, exs, cfg, method)
         keep, dropped = filter_long(encoded, cfg.dataset.max_length)
         counts[f"data/{name}_filtered_too_long"] = float(dropped)
         if dropped:
