@@ -40,8 +40,10 @@ def prompt_states(
         for batch in batches:
             ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
             prompt = mask.bool() & (batch["labels"].to(device) == -100)
-            with _adapters_off(model):
-                out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            with _adapters_off(model):  # logits_to_keep=1: the LM head is not needed here
+                out = model(
+                    input_ids=ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1
+                )
             pooled.append(mean_pool(out.hidden_states[-1].float(), prompt).cpu())
             axes.append(batch["axis"].cpu())
     finally:
@@ -60,17 +62,19 @@ def fit_classifier(
     weight_decay: float = 0.01,
     seed: int = 0,
 ) -> list[float]:
-    """Full-batch AdamW on cross-entropy(logits_of(pooled), labels) over `forward`'s trainable
-    parameters; returns the loss of every step. Deterministic given `seed` (the global RNG is
-    left as it was)."""
+    """Full-batch AdamW on class-balanced cross-entropy(logits_of(pooled), labels) over
+    `forward`'s trainable parameters (each axis weighs the same whatever its row count); returns
+    the loss of every step. Deterministic given `seed` (the global RNG is left as it was)."""
     params = [p for p in forward.parameters() if p.requires_grad]
+    counts = torch.bincount(labels, minlength=int(labels.max()) + 1).float()
+    weight = counts.sum() / (len(counts) * counts.clamp(min=1))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         losses = []
         forward.train()
         for _ in range(steps):
-            loss = nn.functional.cross_entropy(logits_of(pooled), labels)
+            loss = nn.functional.cross_entropy(logits_of(pooled), labels, weight=weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -80,8 +84,11 @@ def fit_classifier(
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of rows whose argmax is the label."""
-    return float((logits.argmax(-1) == labels).float().mean())
+    """Balanced accuracy: the mean over the labels present of the share of their rows whose
+    argmax is the label (chance is 1 / number of labels, whatever the class sizes)."""
+    hit = (logits.argmax(-1) == labels).float()
+    recalls = [hit[labels == a].mean() for a in labels.unique()]
+    return float(torch.stack(recalls).mean())
 
 
 def fit_projector(mocae, pooled: torch.Tensor, labels: torch.Tensor, **kw) -> list[float]:

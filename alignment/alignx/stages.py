@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from alignment.alignx.experts import ExpertsExtension, load_experts
 from alignment.alignx.fit import accuracy, fit_projector, fit_router, prompt_states
@@ -30,6 +29,7 @@ from alignment.alignx.mixing import one_hot_coeffs
 from alignment.alignx.mocae import Mocae, load_mocae, save_mocae
 from alignment.alignx.model import SETTINGS_FILE, AlignxModel, MixSettings, load_alignx_model
 from alignment.axes import AXES
+from alignment.data.collate import Collator
 from alignment.models.steered import SteeredModel
 from alignment.trainer import AlignmentTrainer
 
@@ -139,18 +139,43 @@ def _stage1(cfg, method, device, tokenizer, data, parent, out: Path):
     return adapter, final, steps
 
 
+_STATES: dict[str, tuple] = {}  # stage 1's prompt states, reused by stage 2 in the same process
+
+
 def _states(cfg, model, tokenizer, method):
-    """Pooled base prompt states of the unprefixed axis data: (train, balanced val)."""
+    """Pooled base prompt states (experts off) of every distinct prompt of the unprefixed axis
+    data: (train states, axis), (val states, axis) or None. Computed once per process."""
     from alignment.data.axis_data import axis_sources, prepare_axis_data
 
-    sources = axis_sources(cfg.dataset, cfg.method.data)
-    train = prepare_axis_data(cfg, sources, tokenizer, method, "longest")
-    val = prepare_axis_data(cfg, sources, tokenizer, method, "shortest").val
-    size = cfg.train.batch_size
-    states = [prompt_states(model, DataLoader(train.train, size, collate_fn=train.collator))]
-    if val is not None:
-        states.append(prompt_states(model, DataLoader(val, size, collate_fn=train.collator)))
-    return states[0], (states[1] if val is not None else None)
+    key = repr((cfg.model, cfg.dataset, cfg.method.data, cfg.train.batch_size))
+    if key not in _STATES:
+        sources = axis_sources(cfg.dataset, cfg.method.data)
+        data = prepare_axis_data(cfg, sources, tokenizer, method, "longest")
+        pad = tokenizer.pad_token_id
+        states = [_split_states(model, data, split, pad) for split in ("train", "val")]
+        _STATES.clear()
+        _STATES[key] = tuple(states)
+    return _STATES[key]
+
+
+def _split_states(model, data, split: str, pad_token_id: int):
+    """Each axis's distinct rows (items i < n_axis of the cycled dataset), prompts only."""
+    dataset = getattr(data, split)
+    if dataset is None:
+        return None
+    rows = []
+    for a, axis in enumerate(AXES):
+        for i in range(int(data.counts[f"data/{axis}/{split}_examples"])):
+            prompt = dataset[i]["prompt_ids"][a]
+            row = {"prompt_ids": prompt, "chosen_ids": [], "rejected_ids": [], "h_w": 0, "h_l": 0}
+            rows.append((row | {"index": len(rows)}, a))
+    collate = Collator(pad_token_id, pairs=False)
+
+    def batch(chunk):
+        return collate([f for f, _ in chunk]) | {"axis": torch.tensor([a for _, a in chunk])}
+
+    size = 16
+    return prompt_states(model, (batch(rows[i : i + size]) for i in range(0, len(rows), size)))
 
 
 def _fit_projector(cfg, experts, tokenizer, method, adapter: Path, tracker) -> None:
