@@ -7,7 +7,10 @@ lambda2 = 0.4, eps = 0.05); the experts are then mixed over logits or over adapt
 
 The maths is in plain functions: `prefixes` (prompt injection), `task_vectors` (task arithmetic
 with gamma), `latent` (pooling and the projector), `routing` (router and calibrators), `mixing`
-(weighted expert deltas inside the LoRA layers, logit mixing). The reference code never trained
-its stage 2 (spec/alignx.md section 2); every piece here that the reference does not define is a
-documented option.
+(weighted expert deltas inside the LoRA layers, logit mixing). Around them: `experts` (the LoRA
+experts in one peft model), `mocae` (the learned state besides the experts), `fit` (fitting it on
+pooled prompt states), `model` (the mixture for inference and evaluation), `stages` and `locate`
+(the two-stage training driver that alignment/methods/alignx.py registers). The reference code
+never trained its stage 2 (spec/alignx.md section 2); every piece here that the reference does
+not define is a documented option.
 """
