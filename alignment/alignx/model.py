@@ -6,8 +6,8 @@ the input (experts off), then
 - `mix=adapters`: one forward in which every LoRA layer adds sum_a gamma w_a B_a A_a x; the
   weights stay fixed while `generate` extends the sequence (KV cache as usual);
 - `mix=logits`: one forward per expert (gamma * its delta), logits (and hidden states)
-  combined as sum_a w_a (.)_a. `generate` then runs its own loop without a KV cache (A full
-  forwards per new token), with the weights of the prompt.
+  combined as sum_a w_a (.)_a. `generate` then runs its own decoding loop, one KV cache per
+  expert, with the weights of the prompt.
 
 `disable_adapter()` gives the base model, `save_pretrained` the experts, the MoCaE state and the
 mixing settings (alignx.json), so evaluate.py can rebuild the model from a run.
@@ -106,7 +106,7 @@ class AlignxModel(nn.Module):
         if self.settings.mix == "adapters":
             self.experts.coeffs = self.settings.gamma * self.route(input_ids, attention_mask)
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return _generate_without_cache(self, input_ids, attention_mask, **kwargs)
+        return _generate_mixed(self, input_ids, attention_mask, **kwargs)
 
     @contextlib.contextmanager
     def disable_adapter(self) -> Iterator[None]:
@@ -140,7 +140,7 @@ def _mixed_output(outs: list, weights: torch.Tensor) -> CausalLMOutputWithPast:
     return CausalLMOutputWithPast(logits=logits, hidden_states=hidden)
 
 
-def _generate_without_cache(
+def _generate_mixed(
     model: AlignxModel,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None,
@@ -153,36 +153,37 @@ def _generate_without_cache(
     eos_token_id: int | None = None,
     **_: Any,
 ) -> torch.Tensor:
-    """Greedy or sampled decoding for mix=logits: the prompt's weights, one full forward per
-    step (left padding is handled through position ids)."""
+    """Greedy or sampled decoding for mix=logits with the prompt's weights: each expert keeps
+    its own KV cache, so a new token costs one single-position forward per expert (left padding
+    is handled through position ids)."""
     mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
     eos = eos_token_id if eos_token_id is not None else model.config.eos_token_id
-    eos = set(eos) if isinstance(eos, list) else {eos}
-    pad = pad_token_id if pad_token_id is not None else next(iter(eos))
+    eos = torch.tensor(sorted(eos) if isinstance(eos, list) else [eos], device=input_ids.device)
+    pad = pad_token_id if pad_token_id is not None else int(eos[0])
     warp = LogitsProcessorList()
     if do_sample:
         warp += [TemperatureLogitsWarper(temperature), TopPLogitsWarper(top_p)]
-    weights = model.route(input_ids, mask)
+    weights, n_axes = model.route(input_ids, mask), len(model.settings.axes)
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-    ids = input_ids
+    ids, step_ids, caches = input_ids, input_ids, [None] * n_axes
     for _ in range(max_new_tokens):
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        outs = []
-        for a in range(len(model.settings.axes)):
-            coeffs = torch.zeros(len(model.settings.axes), device=ids.device)
-            coeffs[a] = model.settings.gamma
-            model.experts.coeffs = coeffs
-            outs.append(model.model(input_ids=ids, attention_mask=mask, position_ids=positions))
-        scores = mix_logits(torch.stack([o.logits[:, -1:] for o in outs]), weights)[:, -1]
-        scores = warp(ids, scores.float())
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1] :]
+        logits = []
+        for a in range(n_axes):
+            model.experts.coeffs = model.settings.gamma * torch.eye(n_axes, device=ids.device)[a]
+            kwargs = {"past_key_values": caches[a], "use_cache": True, "position_ids": positions}
+            out = model.model(input_ids=step_ids, attention_mask=mask, **kwargs)
+            caches[a] = out.past_key_values
+            logits.append(out.logits[:, -1:])
+        scores = warp(ids, mix_logits(torch.stack(logits), weights)[:, -1].float())
         if do_sample:
             token = torch.multinomial(torch.softmax(scores, -1), 1).squeeze(-1)
         else:
             token = scores.argmax(-1)
         token = torch.where(done, torch.full_like(token, pad), token)
-        ids = torch.cat([ids, token[:, None]], dim=1)
+        ids, step_ids = torch.cat([ids, token[:, None]], dim=1), token[:, None]
         mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
-        done |= torch.isin(token, torch.tensor(sorted(eos), device=token.device))
+        done |= torch.isin(token, eos)
         if bool(done.all()):
             break
     return ids
