@@ -44,3 +44,22 @@ def test_alignx_in_process(tmp_path, cache_dir):
         logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
     assert logits.shape[:2] == (2, 7) and torch.isfinite(logits).all()
     torch.testing.assert_close(model.last_weights.sum(-1), torch.ones(2))
+
+
+def test_mac_on_a_4bit_base_trains_the_circuit_only(tmp_path, cache_dir):
+    """bitsandbytes NF4 on CPU (out-features must be multiples of 32: tiny_hidden=32); the
+    circuit (fp32) learns through the frozen 4-bit layers above it."""
+    over = ["method=mac", "method.layers=[0]", "model.quantization=4bit", "model.tiny_hidden=32"]
+    cfg = compose_cfg([*FAST, *over, "method.heatmap=false"], tmp_path / "run", cache_dir)
+    method = get_method(cfg.method)
+    torch.manual_seed(cfg.seed)
+    model = method.build_model(cfg, torch.device("cpu"), None, True)
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "Linear4bit" in kinds
+    initial = {k: v.clone() for k, v in model.extension.state_dict().items()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("extension.") for n in trainable)
+    final = run_training(cfg)
+    assert final is not None and torch.isfinite(torch.tensor(final))
+    trained = load_file(str(tmp_path / "run" / "adapter" / "mac_circuit.safetensors"))
+    assert any(not torch.equal(trained[k], initial[k]) for k in initial)  # the circuit moved
