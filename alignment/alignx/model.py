@@ -82,15 +82,18 @@ class AlignxModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask=None, **kwargs: Any):
         base = not self.experts.attached  # inside disable_adapter()
-        if base or (kwargs.get("past_key_values") is not None and self.settings.mix == "adapters"):
+        # A continuation of a cached sequence keeps the weights routed on its first part.
+        cached = any(kwargs.get(k) is not None for k in ("cache", "past_key_values"))
+        if base or (cached and self.settings.mix == "adapters"):
             return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         weights = self.route(input_ids, attention_mask)
         gamma = self.settings.gamma
         if self.settings.mix == "adapters":
             self.experts.coeffs = gamma * weights
             return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        if kwargs.get("past_key_values") is not None or kwargs.get("use_cache"):
-            kwargs = {**kwargs, "use_cache": False, "past_key_values": None}
+        if cached:  # one cache cannot hold A experts' states: see generate
+            raise ValueError("AlignX-repro mix=logits runs full sequences (generate() caches)")
+        kwargs = {**kwargs, "use_cache": False}
         outs = []
         for a in range(len(self.settings.axes)):
             coeffs = torch.zeros(len(self.settings.axes), device=input_ids.device)
@@ -171,9 +174,9 @@ def _generate_mixed(
         logits = []
         for a in range(n_axes):
             model.experts.coeffs = model.settings.gamma * torch.eye(n_axes, device=ids.device)[a]
-            kwargs = {"past_key_values": caches[a], "use_cache": True, "position_ids": positions}
+            kwargs = {"cache": caches[a], "use_cache": True, "position_ids": positions}
             out = model.model(input_ids=step_ids, attention_mask=mask, **kwargs)
-            caches[a] = out.past_key_values
+            caches[a] = out.cache
             logits.append(out.logits[:, -1:])
         scores = warp(ids, mix_logits(torch.stack(logits), weights)[:, -1].float())
         if do_sample:
