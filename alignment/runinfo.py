@@ -29,6 +29,7 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
         "mlflow.source.git.commit": sha,
         "method_label": get_method(cfg.method).display_name,
         **get_method(cfg.method).tags(cfg.method),
+        **({"rerun_of": cfg.rerun} if cfg.rerun else {}),
     }
 
 

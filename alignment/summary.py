@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import resource
 from pathlib import Path
 
@@ -23,8 +24,11 @@ def peak_memory_gb() -> float:
 
 
 def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
-    """Mean of the first and of the last quarter of the logged values (at least one each)."""
-    values = [h[key] for h in history if key in h]
+    """Mean of the first and of the last quarter of the logged values (at least one each).
+
+    Non-finite values (steps that train.nan_policy=skip_step dropped) are left out; the summary
+    reports how many steps were skipped."""
+    values = [h[key] for h in history if key in h and math.isfinite(h[key])]
     if not values:
         return None
     n = max(1, len(values) // 4)
@@ -36,6 +40,8 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
     if cfg.train.samples > 0:
         samples = before_after(trainer.model, trainer.processing_class, cfg.train.samples)
         (out / "samples.md").write_text(to_markdown(samples))
+    # A bounded wait (tracking.flush_timeout_s) so the summary names the run and what is unsent.
+    unsent = tracker.flush() if tracker is not None else 0
     history = trainer.state.log_history
     loss = _trend(history, "loss")
     acc = _trend(history, "rewards/accuracy")
@@ -51,8 +57,10 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
         "adapter": str(adapter_dir.resolve()),
         "mlflow_run_id": tracker.run_id if tracker else None,
         "mlflow_uri": tracker.uri if tracker else None,
+        "mlflow_unsent_records": unsent,
     }
     summary["peak_memory_gb"] = peak_memory_gb()
+    summary["skipped_steps"] = trainer.guard.skipped
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if tracker is not None:
         tracker.log_metrics(
@@ -70,13 +78,18 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
         )
     if acc:
         lines.append(f"  reward accuracy {acc[0]:.3f} -> {acc[1]:.3f}")
+    if trainer.guard.skipped:
+        lines.append(f"  skipped steps   {trainer.guard.skipped} (non-finite; train.nan_policy)")
     for row in samples[:1]:
         lines.append(f"  prompt          {row['prompt']}")
         lines.append(f"    before        {row['before'][:160]!r}")
         lines.append(f"    after         {row['after'][:160]!r}")
     lines.append(f"  adapter saved   {adapter_dir.resolve()}")
     if tracker is not None:
-        lines.append(f"  MLflow run      {tracker.run_id} (experiment {cfg.tracking.experiment!r})")
+        run_id = tracker.run_id or "not created yet (MLflow has not answered)"
+        lines.append(f"  MLflow run      {run_id} (experiment {cfg.tracking.experiment!r})")
+        if unsent:
+            lines.append(f"  not in MLflow   {unsent} records so far (kept in the run directory)")
         lines.append(f"  look at it:     mlflow ui --backend-store-uri {tracker.uri}")
     log.info("\n".join(lines))
     return loss[1] if loss else None

@@ -3,10 +3,10 @@ micro-batch of 8 and 8 micro-batches of 1 give the same accumulated gradient wit
 
 Per-example means (DPO, Factual-DPO, CITA's contrastive term and sequence anchors) are invariant
 by construction once the Trainer divides each micro-batch's loss by the window size. Token means
-(SFT, CITA's NLL term and its token_full_vocab KL) are not: a micro-batch of one short response
-would weigh its tokens more. The trainer therefore normalises them by the window's token count
-(`AlignmentTrainer.get_batch_samples`); the sft and CITA-with-token-terms cases fail without it,
-and MAC's per-axis token means fail without the per-axis window counts.
+(SFT, CITA's NLL term and its token_full_vocab KL, ORPO's SFT term) are not: a micro-batch of one
+short response would weigh its tokens more. The trainer therefore normalises them by the window's
+token count (`AlignmentTrainer.get_batch_samples`); the sft, orpo and CITA-with-token-terms cases
+fail without it, and MAC's per-axis token means fail without the per-axis window counts.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ CASES = {
     "dpo": ["method=dpo"],
     "factual_dpo": ["method=factual_dpo", "method.delta=0"],
     "cita": ["method=cita"],
+    "orpo": ["method=orpo"],  # its SFT term is a token mean too
+    "simpo": ["method=simpo"],
+    "ipo": ["method=ipo"],
     "cita_token_terms": [
         "method=cita",
         "method.kl_estimator=token_full_vocab",

@@ -58,7 +58,9 @@ def loss_of(cfg, batch: PolicyBatch):
 # -- the registry -------------------------------------------------------------------------------
 def test_registry_has_the_grid_methods_each_with_a_yaml_and_a_papers_line():
     grid = {"baseline", "sft", "dpo", "cita", "factual_dpo"}
-    assert set(METHODS.names()) == grid | {"mac", "alignx"}  # the model-changing methods
+    family = {"ipo", "hinge", "robust", "simpo", "orpo", "sigmoid_norm"}
+    model_changing = {"mac", "alignx"}
+    assert set(METHODS.names()) == grid | family | model_changing
     papers = (REPO / "PAPERS.md").read_text()
     for name in METHODS.names():
         assert (REPO / "conf" / "method" / f"{name}.yaml").is_file(), name
@@ -318,7 +320,7 @@ def test_factual_dpo_transform_counts_buckets_and_flips_1_0_pairs(flip):
         assert (out[1].chosen, out[1].rejected) == ("bad1", "good1")
 
 
-# -- every method logs its diagnostics ------------------------------------------------------------
+# -- every method logs its diagnostics, with the values they name --------------------------------
 @pytest.mark.parametrize(
     "cfg,extra",
     [
@@ -328,15 +330,48 @@ def test_factual_dpo_transform_counts_buckets_and_flips_1_0_pairs(flip):
     ],
 )
 def test_pair_methods_report_margins_accuracy_kl_and_logps(cfg, extra):
-    out = loss_of(cfg, pair_batch(30))
+    """Each diagnostic equals the quantity its name says, recomputed here from the batch:
+    rewards beta * s (s = log-ratio, or the log-prob itself for reference-free CITA), margins
+    and accuracy from them, CITA's seq_logratio anchor, Factual-DPO's offset and logit z."""
+    b = pair_batch(30)
+    b.h_l = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    out = loss_of(cfg, b)
+    pc, pr, rc, rr = (
+        b.policy_chosen_logps,
+        b.policy_rejected_logps,
+        b.ref_chosen_logps,
+        b.ref_rejected_logps,
+    )
     for key in (*PAIR_DIAGNOSTICS, *extra):
         assert key in out.metrics, key
         assert torch.isfinite(out.metrics[key]).all() and not out.metrics[key].requires_grad
+    s_w, s_l = (pc, pr) if cfg.name == "cita" else (pc - rc, pr - rr)
+    expected = {
+        "rewards/chosen": cfg.beta * s_w,
+        "rewards/rejected": cfg.beta * s_l,
+        "rewards/margins": cfg.beta * (s_w - s_l),
+        "rewards/accuracy": (s_w > s_l).double(),
+        "logps/chosen": pc,
+        "logps/rejected": pr,
+    }
+    if cfg.name == "cita":
+        expected["cita/kl"] = 0.5 * ((pc - rc).mean() + (pr - rr).mean())
+        expected["logps/ref_chosen"] = rc
+    if cfg.name == "factual_dpo":
+        offset = cfg.delta * (b.h_l - b.h_w)
+        expected["factual/offset"] = offset
+        expected["factual/z"] = cfg.beta * ((s_w - s_l) - offset)
+    for key, want in expected.items():
+        torch.testing.assert_close(out.metrics[key].double(), want, msg=key)
+    assert 0 < out.metrics["rewards/accuracy"].mean() < 1  # a mix: the check can tell
 
 
 def test_sft_reports_logps():
-    out = loss_of(SftConfig(name="sft"), pair_batch(31))
-    assert {"logps/chosen", "sft/token_logp"} <= set(out.metrics)
+    b = pair_batch(31)
+    out = loss_of(SftConfig(name="sft"), b)
+    torch.testing.assert_close(out.metrics["logps/chosen"], b.policy_chosen_logps)
+    per_token = b.policy_chosen_logps / b.chosen_tokens
+    torch.testing.assert_close(out.metrics["sft/token_logp"], per_token)
 
 
 # -- the experiment presets ------------------------------------------------------------------------

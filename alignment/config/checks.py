@@ -11,12 +11,6 @@ import math
 import operator
 from collections.abc import Iterable
 
-
-class ConfigError(ValueError):
-    """A config value that does not fit what it meets at run time (e.g. a decoder layer the model
-    does not have). train.py prints its one line instead of a traceback."""
-
-
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 

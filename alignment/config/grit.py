@@ -10,6 +10,7 @@ means what it says. The `grit` preset (conf/optimizer/grit.yaml) sets the seed k
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from alignment.config.checks import check, check_choice
 from alignment.config.optim import OptimizerConfig
@@ -110,6 +111,9 @@ class GritConfig(OptimizerConfig, GritHParams):
       preconditioning; the trainer must not clip as well (the optimizer registry says so).
     reset_optimizer_state_on_reproject: zero AdamW's moments of the reprojected tensors.
     """
+
+    # GRIT's r x r algebra needs each LoRA factor whole on every rank, not an FSDP shard.
+    shards_with_fsdp: ClassVar[bool] = False
 
     name: str = "grit"
     base: str = "adamw"

@@ -5,7 +5,7 @@ test), one schema + `register(Method(...))` entry in a module here, one conf/met
 PAPERS.md line. Nothing else in the package branches on a method's name.
 """
 
-from alignment.methods import alignx, grid, mac  # each module registers its methods
+from alignment.methods import alignx, dpo_family, grid, mac  # each module registers its methods
 from alignment.methods.grid import (
     BaselineConfig,
     CitaConfig,
@@ -25,6 +25,7 @@ __all__ = [
     "PolicyBatch",
     "SftConfig",
     "alignx",
+    "dpo_family",
     "get_method",
     "grid",
     "mac",

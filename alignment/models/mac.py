@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from alignment.axes import AXES
-from alignment.config.checks import ConfigError
+from alignment.config.cli import ConfigError
 
 SITES = ("attn_out", "residual_post")
 MODES = ("standard", "generic", "frozen")
@@ -111,16 +111,20 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return layers
 
 
+class CircuitLayerError(ConfigError):
+    """method.layers names a decoder layer the model does not have; one line."""
+
+
 def check_layers(layers: list[int], n_layers: int, key: str = "method.layers") -> None:
     """One line naming the config key when a layer index does not exist in the model."""
     bad = [i for i in layers if not 0 <= i < n_layers]
     if bad:
-        raise ConfigError(
+        raise CircuitLayerError(
             f"{key}={list(layers)}: layer {bad[0]} does not exist, the model has {n_layers} "
             f"decoder layers (0..{n_layers - 1}); set {key} to layers in that range"
         )
     if len(set(layers)) != len(layers):
-        raise ConfigError(f"{key}={list(layers)} names a layer twice")
+        raise CircuitLayerError(f"{key}={list(layers)} names a layer twice")
 
 
 class MacSteering(nn.Module):

@@ -86,11 +86,21 @@ class SteeredModel(nn.Module):
         super().load_state_dict(mine, strict=False, assign=assign)
         return _IncompatibleKeys(missing, unexpected)
 
+    @property
+    def active_adapter(self) -> str | None:
+        """The LoRA adapter trained alongside, None without one (the pipeline saves only it)."""
+        return getattr(self.model, "active_adapter", None) if self._has_lora() else None
+
+    def _has_lora(self) -> bool:
+        return hasattr(self.model, "peft_config")
+
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> None:
+        """The LoRA adapter (peft's save_pretrained, with `kwargs` such as selected_adapters)
+        when there is one, then the extension's files."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        if hasattr(self.model, "peft_config"):
-            self.model.save_pretrained(str(directory))
+        if self._has_lora():
+            self.model.save_pretrained(str(directory), **kwargs)
         self.extension.save(directory)
 
     # -- the base model -------------------------------------------------------------------------

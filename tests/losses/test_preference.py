@@ -34,6 +34,25 @@ def test_dpo_swapped_pair_and_gradient_sign():
     assert abs(swapped.loss.item() - math.log1p(math.exp(1))) < 1e-6
 
 
+def test_dpo_label_smoothing_hand_value():
+    """Conservative DPO at z = 1 (the hand example above), eps = 0.1:
+    L = -(0.9) log sigma(1) - 0.1 log sigma(-1) = 0.9 * 0.3132617 + 0.1 * 1.3132617 = 0.4132617."""
+    out = dpo_loss(T([-1.0]), T([-3.0]), T([-2.0]), T([-2.0]), beta=0.5, label_smoothing=0.1)
+    assert abs(out.loss.item() - 0.4132617) < 1e-6
+
+
+def test_dpo_reference_free_ignores_the_reference():
+    """reference_free takes pi_ref log-probs as 0, even when some are passed: policy (-1, -3),
+    beta 0.5: z = 0.5 * (-1 + 3) = 1, L = 0.3132617; against references (0, -5) the same pair
+    would give z = 0.5 * ((-1 - 0) - (-3 + 5)) = -1.5, L = softplus(1.5) = 1.7014132."""
+    pc, pr, rc, rr = T([-1.0]), T([-3.0]), T([0.0]), T([-5.0])
+    free = dpo_loss(pc, pr, rc, rr, beta=0.5, reference_free=True)
+    assert abs(free.loss.item() - math.log1p(math.exp(-1))) < 1e-6
+    none_given = dpo_loss(pc, pr, beta=0.5, reference_free=True)  # what the trainer passes
+    assert abs(none_given.loss.item() - free.loss.item()) < 1e-7
+    assert abs(dpo_loss(pc, pr, rc, rr, beta=0.5).loss.item() - 1.7014132) < 1e-6
+
+
 def test_factual_dpo_hand_value():
     z = torch.zeros(1)
     out = factual_dpo_loss(z, z, z, z, T([0.0]), T([1.0]), beta=0.1, delta=10.0)

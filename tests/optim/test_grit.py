@@ -84,7 +84,8 @@ def test_hparams_are_defined_once_and_the_config_is_one():
     own = {f.name for f in dataclasses.fields(GritConfig)} - knobs
     assert own == {
         "name", "lr", "weight_decay", "beta1", "beta2", "eps", "scheduler", "warmup_ratio",
-        "max_grad_norm", "base", "grad_clip_order", "reset_optimizer_state_on_reproject",
+        "warmup_steps", "max_grad_norm", "base", "grad_clip_order",
+        "reset_optimizer_state_on_reproject",
     }  # fmt: skip
     model = tiny_llama()
     inner = torch.optim.SGD(lora_params(model), lr=0.0)
