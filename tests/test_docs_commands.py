@@ -131,8 +131,7 @@ COVERAGE: dict[str, tuple[str, str]] = {
     "python train.py method=mac method.lora=true method.zero_init_out_proj=true "
     "method.site=residual_post": (COMPOSE, ""),
     "python train.py method=mac model=mistral_7b method.data.preset=hub": (COMPOSE, ""),
-    "python train.py method=alignx method.stage=2 method.stage1_run=<run id> "
-    "method.mix=adapters": (
+    "python train.py method=alignx method.stage=2 method.stage1_run=<run id> method.mix=adapters": (
         TEST,
         "tests/test_mac_alignx_e2e.py::test_alignx_stage2_alone_from_a_stage1_run_then_evaluate",
     ),
