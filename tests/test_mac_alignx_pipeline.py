@@ -5,11 +5,13 @@ tests/test_mac_alignx_e2e.py and tests/test_mac_alignx_resume.py (slow)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
+from alignment.init_adapter import InitAdapterError
 from alignment.methods import get_method
-from alignment.pipeline import run_training
+from alignment.pipeline import _check_own_model, run_training
 from tests.conftest import compose_cfg
 
 FAST = ["model=tiny", "train.max_steps=2", "train.batch_size=2", "train.samples=0"]
@@ -63,3 +65,31 @@ def test_mac_on_a_4bit_base_trains_the_circuit_only(tmp_path, cache_dir):
     assert final is not None and torch.isfinite(torch.tensor(final))
     trained = load_file(str(tmp_path / "run" / "adapter" / "mac_circuit.safetensors"))
     assert any(not torch.equal(trained[k], initial[k]) for k in initial)  # the circuit moved
+
+
+def test_mac_with_lora_saves_the_adapter_beside_the_circuit(tmp_path, cache_dir):
+    """The pipeline saves only the active adapter (main's init-adapter rule); a SteeredModel
+    passes that through to peft: LoRA weights and the circuit land side by side, and the
+    rebuilt model finds its LoRA from the files."""
+    over = ["method=mac", "method.layers=[0]", "method.lora=true", "method.heatmap=false"]
+    cfg = compose_cfg([*FAST, *over], tmp_path / "run", cache_dir)
+    assert run_training(cfg) is not None
+    adapter = tmp_path / "run" / "adapter"
+    lora = load_file(str(adapter / "adapter_model.safetensors"))
+    assert lora and all("lora_" in k for k in lora)
+    assert (adapter / "mac_circuit.safetensors").is_file()
+    model = get_method(cfg.method).build_model(cfg, torch.device("cpu"), adapter, False)
+    assert model.active_adapter == "default"
+
+
+def test_own_model_methods_refuse_an_init_adapter(tmp_path, cache_dir):
+    """model.init_adapter would be ignored by a build_model hook: one line instead (run_training
+    checks it before any data or model is loaded; resolve_init_adapter has run before)."""
+    adapter = tmp_path / "init"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")  # the compose-time check wants one
+    for method in ("mac", "alignx"):
+        over = [f"method={method}", f"model.init_adapter={adapter}"]
+        cfg = compose_cfg([*FAST, *over], tmp_path / method, cache_dir)
+        with pytest.raises(InitAdapterError, match=f"method={method} builds its own model"):
+            _check_own_model(cfg, get_method(cfg.method))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from alignment.alignx.mocae import SETTINGS_FILE as MOCAE_FILE
 from alignment.tracking import resolve_uri
+from alignment.tracking.remote import make_client
 
 
 def locate_stage1(cfg, run_id: str) -> Path:
@@ -16,7 +16,7 @@ def locate_stage1(cfg, run_id: str) -> Path:
     child): the run's own output directory when it is on this machine, else its logged
     `adapter` artifact, downloaded once into <cache_dir>/alignx/<run id>/."""
     uri = resolve_uri(cfg.tracking.uri)
-    client = MlflowClient(uri)
+    client = make_client(uri)
     key = f"method.stage1_run={run_id}"
     try:
         run = client.get_run(run_id)
@@ -36,5 +36,9 @@ def locate_stage1(cfg, run_id: str) -> Path:
     dst = Path(cfg.cache_dir).expanduser() / "alignx" / run.info.run_id
     if not (dst / "adapter" / MOCAE_FILE).is_file():
         dst.mkdir(parents=True, exist_ok=True)
-        client.download_artifacts(run.info.run_id, "adapter", str(dst))
+        try:
+            client.download_artifacts(run.info.run_id, "adapter", str(dst))
+        except (MlflowException, OSError) as err:
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FileNotFoundError(f"{key}: no stage-1 adapter to load ({detail})") from None
     return dst / "adapter"

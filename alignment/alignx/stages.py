@@ -86,17 +86,42 @@ def run_alignx(cfg, method, device, tokenizer, data, tracker, out: Path):
 
 
 def child_tracker(cfg, parent, directory: Path, stage: str):
-    """A nested MLflow run for one stage (reopened on resume), tagged kind=stage."""
+    """A nested MLflow run for one stage (reopened on resume), tagged kind=stage and
+    alignx=<the parent's run name>; nested through its creation tags once MLflow has created the
+    parent (awaited within tracking.flush_timeout_s), else only tagged."""
     if parent is None:
         return None
     from alignment.runinfo import run_name, run_tags
     from alignment.tracking import Tracker, flatten
 
+    tags = run_tags(cfg) | {"kind": "stage", "alignx_stage": stage, "alignx": run_name(cfg)}
+    parent_id = parent.created_run_id()
+    if parent_id is not None:  # over a sweep's parent from the environment
+        tags["mlflow.parentRunId"] = parent_id
+    else:
+        log.warning(
+            "AlignX-repro: MLflow has not created the parent run within %.0f s; stage %s logs "
+            "its own run, tagged alignx=<parent run name>, not nested under it",
+            cfg.tracking.flush_timeout_s,
+            stage,
+        )
     child = Tracker(cfg.tracking, directory)
-    tags = run_tags(cfg) | {"kind": "stage", "alignx_stage": stage}
     child.start(flatten(dataclasses.asdict(cfg)), tags, run_name(cfg, f"stage{stage}"))
-    child.set_tags({"mlflow.parentRunId": parent.run_id})  # over a sweep's parent from the env
     return child
+
+
+def _end_failed(child, err: BaseException) -> None:
+    """A stage that raised: FAILED with the reason as the pipeline ends its runs (KILLED when
+    interrupted)."""
+    if child is None:
+        return
+    if isinstance(err, Exception):
+        from alignment.guards import failure_line
+
+        child.set_tags({"failure": failure_line(err)})
+        child.end("FAILED")
+    else:
+        child.end("KILLED")
 
 
 def _stage1(cfg, method, device, tokenizer, data, parent, out: Path):
@@ -128,9 +153,8 @@ def _stage1(cfg, method, device, tokenizer, data, parent, out: Path):
         _fit_projector(cfg, model.model, tokenizer, method, adapter, child)
         if child is not None:
             child.log_artifact(adapter, "adapter")
-    except BaseException:
-        if child is not None:
-            child.end("KILLED")
+    except BaseException as err:
+        _end_failed(child, err)
         raise
     steps = trainer.state.global_step
     (directory / DONE).write_text(json.dumps({"final_loss": final, "steps": steps}))
@@ -215,9 +239,8 @@ def _stage2(cfg, method, device, tokenizer, parent, stage1_dir: Path, out: Path)
                 tracker.log_metrics(metrics, step=0)
                 for path in files:
                     tracker.log_artifact(path, path.name if path.is_dir() else None)
-    except BaseException:
-        if child is not None:
-            child.end("KILLED")
+    except BaseException as err:
+        _end_failed(child, err)
         raise
     directory.mkdir(parents=True, exist_ok=True)  # no child run (tracking off) made it
     (directory / DONE).write_text(json.dumps(metrics))

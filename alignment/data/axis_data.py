@@ -1,7 +1,8 @@
 """Round-robin axis data for MAC and AlignX: one batch of each axis in every training step.
 
 Each axis source (a `DatasetConfig` naming a loader, see alignment/data/axes.py) is loaded,
-split, tokenised and length-filtered like any training set. Item i of the combined dataset holds
+split, tokenised and length-fitted (dataset.dedupe and dataset.too_long apply per axis, counted
+as `data/<axis>/...`) like any training set. Item i of the combined dataset holds
 row i of every axis, so a batch of b items carries b rows of each axis: the Trainer's sampler,
 length grouping, checkpointing and resume all work unchanged, and `AxisCollator` flattens the
 items into A*b rows with an `axis` index per row (one padded forward instead of A).
@@ -27,8 +28,9 @@ from alignment.config import DatasetConfig, RunConfig
 from alignment.config.axes import AxisDataConfig
 from alignment.data.axes import DEFAULT_SPLITS
 from alignment.data.collate import Collator
-from alignment.data.formatting import EncodedExample, filter_long
-from alignment.data.prepare import PreparedData, encode_cached
+from alignment.data.formatting import EncodedExample
+from alignment.data.prepare import PreparedData, encode_cached, fit_length
+from alignment.data.quality import dedupe
 from alignment.data.sources import DATASETS, split_train_val
 from alignment.data.types import DataError, PreferenceExample
 
@@ -111,10 +113,15 @@ def prepare_axis_data(
         examples = _load_axis(source, axis)
         if transform is not None:
             examples = transform(a, examples)
+        where = source.path or source.name
+        # dataset.dedupe and dataset.too_long apply per axis, counted as data/<axis>/...
+        examples, found = dedupe(examples, where, pairs=False, remove=cfg.dataset.dedupe)
+        counts.update({k.replace("data/", f"data/{axis}/", 1): v for k, v in found.items()})
         train, val = split_train_val(examples, cfg.dataset.val_fraction, cfg.dataset.split_seed)
         for split, rows in (("train", train), ("val", val)):
             enc = encode_cached(tokenizer, rows, cfg, method) if rows else []
-            keep, dropped = filter_long(enc, cfg.dataset.max_length)
+            enc, keep = fit_length(enc, rows, cfg, f"{axis}/{split}", where, counts)
+            dropped = len(enc) - len(keep)
             counts[f"data/{axis}/{split}_examples"] = float(len(keep))
             counts[f"data/{axis}/{split}_filtered_too_long"] = float(dropped)
             if dropped:

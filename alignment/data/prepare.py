@@ -139,7 +139,7 @@ def prepare_data(
         if not exs:
             continue
         encoded = encode_cached(tokenizer, exs, cfg, method)
-        encoded, keep = _fit_length(encoded, exs, cfg, name, source, counts)
+        encoded, keep = fit_length(encoded, exs, cfg, name, source, counts)
         dropped = len(encoded) - len(keep)
         counts[f"data/{name}_filtered_too_long"] = float(dropped)
         if dropped:
@@ -172,7 +172,7 @@ def prepare_data(
     return data
 
 
-def _fit_length(
+def fit_length(
     encoded: list[EncodedExample],
     exs: list[PreferenceExample],
     cfg: RunConfig,
@@ -180,7 +180,8 @@ def _fit_length(
     source: str,
     counts: dict[str, float],
 ) -> tuple[list[EncodedExample], list[int]]:
-    """Apply dataset.too_long: the (possibly cut) rows and the indices of those kept."""
+    """Apply dataset.too_long: the (possibly cut) rows and the indices of those kept; counts
+    `data/<split>_truncated` (also per axis, split=<axis>/<split>: alignment/data/axis_data.py)."""
     if cfg.dataset.too_long == "drop":
         return encoded, filter_long(encoded, cfg.dataset.max_length)[0]
     long_rows = [ex.origin or f"{source}:?" for ex, e in zip(exs, encoded, strict=True)
