@@ -30,7 +30,7 @@ from alignment.methods import Method, get_method
 from alignment.models import load_base, load_policy, load_tokenizer, pick_device
 from alignment.optim import trainer_max_grad_norm
 from alignment.progress import TrainProgress
-from alignment.risk.builder import RiskGateSkipped, preflight
+from alignment.risk.builder import RiskGateSkipped, needs_preflight, preflight, refuse_own_model
 from alignment.runinfo import run_name, run_tags
 from alignment.summary import write_summary
 from alignment.tracking import MlflowCallback, Tracker, flatten
@@ -175,19 +175,19 @@ def _run(cfg: RunConfig, method: Method, device: torch.device, out: Path) -> flo
 
 
 def _check_own_model(cfg: RunConfig, method: Method) -> None:
-    """A method that builds its own model (a build_model hook: MAC, AlignX) starts from neither
-    an init adapter nor several ranks; one line rather than a run that silently ignores them."""
-    if method.build_model is None:
-        return
-    if cfg.model.init_adapter is not None:
+    """A method that builds its own model or data (hooks: MAC, AlignX) starts from neither an
+    init adapter nor several ranks, and takes no risk preflight (its batches are cfg.dataset's
+    pairs on a LoRA policy): one line rather than a run that ignores them or a traceback."""
+    name = cfg.method.name
+    if method.build_model is not None and cfg.model.init_adapter is not None:
         raise InitAdapterError(
-            f"model.init_adapter={cfg.model.init_adapter}: method={cfg.method.name} builds its "
-            "own model and cannot start from a LoRA adapter"
+            f"model.init_adapter={cfg.model.init_adapter}: method={name} builds its own model "
+            "and cannot start from a LoRA adapter"
         )
-    if distributed.is_distributed():
-        raise distributed.StrategyError(
-            f"method={cfg.method.name} builds its own model and runs on one rank only"
-        )
+    if method.build_model is not None and distributed.is_distributed():
+        raise distributed.StrategyError(f"method={name} builds its own model: one rank only")
+    if needs_preflight(cfg):
+        refuse_own_model(cfg, method)
 
 
 def _start_tracking(cfg: RunConfig, out: Path, data: PreparedData) -> Tracker | None:

@@ -93,3 +93,19 @@ def test_own_model_methods_refuse_an_init_adapter(tmp_path, cache_dir):
         cfg = compose_cfg([*FAST, *over], tmp_path / method, cache_dir)
         with pytest.raises(InitAdapterError, match=f"method={method} builds its own model"):
             _check_own_model(cfg, get_method(cfg.method))
+
+
+def test_own_model_methods_refuse_the_risk_preflight(tmp_path, cache_dir):
+    """risk=preflight (and the standalone preflight) builds cfg.dataset batches on a LoRA
+    policy: for mac/alignx one RiskInputError line, in run_training before any data is read."""
+    from alignment.risk import RiskInputError
+    from alignment.risk.standalone import preflight_only
+
+    for method in ("mac", "alignx"):
+        cfg = compose_cfg(
+            [*FAST, f"method={method}", "risk=preflight"], tmp_path / method, cache_dir
+        )
+        for run in (run_training, preflight_only):
+            with pytest.raises(RiskInputError, match=f"method={method} brings its own model"):
+                run(cfg)
+        assert not (tmp_path / method / "checkpoints").exists()
