@@ -79,6 +79,11 @@ def test_shapes_rows_sum_to_one_and_a_hand_computed_case():
     torch.testing.assert_close(w[0], torch.full((3,), 1 / 3))
     torch.testing.assert_close(w[2], torch.tensor([1 / (2 + e), 1 / (2 + e), e / (2 + e)]))
     torch.testing.assert_close(mixed[0], torch.tensor([2.0]))  # mean of 1, 2, 3
+    # d = 4, q = k = (0, 0, 1_4): row 2's logits (0, 0, 4 / sqrt(4) = 2): the 1/sqrt(d) scale
+    q4 = torch.tensor([[0.0] * 4, [0.0] * 4, [1.0] * 4])
+    _, w4 = axis_attention(q4, q4, torch.zeros(3, 4))
+    e2 = math.exp(2.0)
+    torch.testing.assert_close(w4[2], torch.tensor([1 / (2 + e2), 1 / (2 + e2), e2 / (2 + e2)]))
 
 
 def test_zero_init_gives_a_zero_steering_vector_and_frozen_freezes_qkv():
