@@ -22,7 +22,9 @@ CTLD_PORT=${ALIGNMENT_SLURMCTLD_PORT:-6817}
 SLURMD_PORT=${ALIGNMENT_SLURMD_PORT:-6818}
 DBD_PORT=${ALIGNMENT_SLURMDBD_PORT:-6819}
 DB_PORT=${ALIGNMENT_SLURM_DB_PORT:-13306}   # not 3306: leave a system MariaDB alone
-CPUS=${ALIGNMENT_SLURM_NODE_CPUS:-$(nproc)}
+# not plain nproc: it honours OMP_NUM_THREADS, which the tests set to 1 (a 1-CPU node never
+# starts a 2-task job: it pends for ever with reason PartitionConfig)
+CPUS=${ALIGNMENT_SLURM_NODE_CPUS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
 CONF_DIR=/etc/slurm
 MARKER="# Managed by alignment-lab scripts/slurm-local.sh; removed by its 'down'."
 PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server)

@@ -327,15 +327,22 @@ def sandbox(tmp: Path) -> Path:
     return tmp
 
 
-def run_as_written(command: str, cwd: Path, cache: Path, timeout: int = 900, **fill: str):
-    for key, value in fill.items():
-        command = command.replace(key, value)
-    env = {
+def user_env(cache: Path) -> dict[str, str]:
+    """The environment of a user who activated the project's venv (`mlflow` on PATH)."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {
         **os.environ,
         "ALIGNMENT_CACHE": str(cache),
         "HF_HUB_OFFLINE": "1",
         "PYTHON": sys.executable,
+        "PATH": venv_bin + os.pathsep + os.environ["PATH"],
     }
+
+
+def run_as_written(command: str, cwd: Path, cache: Path, timeout: int = 900, **fill: str):
+    for key, value in fill.items():
+        command = command.replace(key, value)
+    env = user_env(cache)
     argv = shlex.split(command)
     if argv[0] == "python":
         argv[0] = sys.executable
@@ -357,7 +364,7 @@ def _serves(command: str, cwd: Path, cache: Path, port: int = 5000) -> None:
     import time
     import urllib.request
 
-    env = {**os.environ, "ALIGNMENT_CACHE": str(cache)}
+    env = user_env(cache)
     proc = subprocess.Popen(shlex.split(command), cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:

@@ -425,6 +425,8 @@ def test_paper_grid_is_7_cells_times_4_models(tmp_path):
         assert (cfg.method.name, cfg.optimizer.name, cfg.model.name) == (*CELLS[cell], model)
         assert cfg.tracking.tags["grid_cell"] == cell.removeprefix("grid_")
         assert cfg.tracking.experiment == "paper_grid"
+        # scored by AQI in the same run, so that experiments/report.py has its metric
+        assert cfg.eval_after_train and cfg.eval.suites() == ["aqi"]
 
 
 def test_paper_grid_on_one_model_from_the_command_line():
@@ -443,3 +445,4 @@ def test_factual_dpo_delta_grid_sweeps_the_ten_deltas_on_the_paper_models(tmp_pa
     cfg = compose_cfg(jobs[-1], tmp_path, tmp_path)
     assert (cfg.method.name, cfg.method.delta) == ("factual_dpo", 100.0)
     assert cfg.dataset.name == "aixpert_factuality"
+    assert cfg.eval_after_train and cfg.eval.suites() == ["aqi", "truthfulqa"]  # the Δ curves

@@ -12,6 +12,7 @@ for the whole process; a value the user exported is kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -46,9 +47,37 @@ def resolve_uri(uri: str) -> str:
     return uri
 
 
+def ensure_sqlite_store(uri: str) -> None:
+    """Creates a new sqlite store whole or not at all. MLflow builds a fresh file in place over
+    some 40 migrations (seconds under load): a kill -9 in between, or a second job of the sweep
+    starting at the same moment, leaves a half-built file that every later client fails on with
+    "table ... already exists". So the tables are built in a private file, which is then linked
+    to the target name; a job that loses the race keeps the winner's file."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return
+    target = Path(uri[len(prefix) :])
+    if target.exists():
+        return
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(f".{target.name}.{os.getpid()}.creating")
+    try:
+        # the default artifact root MlflowClient itself would give the store
+        store = SqlAlchemyStore(prefix + str(scratch), DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
+        store.engine.dispose()
+        with contextlib.suppress(FileExistsError):  # another job created it first: as whole
+            os.link(scratch, target)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
 def make_client(uri: str) -> MlflowClient:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REQUEST_TIMEOUT_S))
+    ensure_sqlite_store(uri)
     return MlflowClient(tracking_uri=uri)
 
 
