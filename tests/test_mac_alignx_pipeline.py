@@ -9,8 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from alignment.errors import ONE_LINE_ERRORS
 from alignment.init_adapter import InitAdapterError
 from alignment.methods import get_method
+from alignment.methods.registry import MethodSetupError
 from alignment.pipeline import _check_own_model, run_training
 from tests.conftest import compose_cfg
 
@@ -109,3 +111,13 @@ def test_own_model_methods_refuse_the_risk_preflight(tmp_path, cache_dir):
             with pytest.raises(RiskInputError, match=f"method={method} brings its own model"):
                 run(cfg)
         assert not (tmp_path / method / "checkpoints").exists()
+
+
+def test_alignx_stage1_alone_refuses_eval_after_train(tmp_path, cache_dir):
+    """Stage 1 leaves experts without a router: evaluating its run would score the base model
+    under the AlignX-repro label, so it is one line before any data is read."""
+    over = ["method=alignx", "method.stage=1", "eval_after_train=true", "eval=[aqi]"]
+    cfg = compose_cfg([*FAST, *over], tmp_path / "run", cache_dir)
+    with pytest.raises(MethodSetupError, match="method.stage=1 with eval_after_train=true"):
+        run_training(cfg)
+    assert MethodSetupError in ONE_LINE_ERRORS

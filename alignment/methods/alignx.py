@@ -18,7 +18,7 @@ from alignment.config.axes import AxisDataConfig
 from alignment.config.checks import check, check_choice
 from alignment.config.method import MethodConfig
 from alignment.losses import axis_sum_nll
-from alignment.methods.registry import Method, register
+from alignment.methods.registry import Method, MethodSetupError, register
 
 STAGES = ("all", "1", "2")
 MIXES = ("logits", "adapters")
@@ -84,6 +84,12 @@ def _data(cfg, method: Method, tokenizer):
     from alignment.data.axis_data import axis_sources, prepare_axis_data
 
     m = cfg.method
+    if str(m.stage) == "1" and cfg.eval_after_train and cfg.eval.suites():
+        # Stage 1 leaves experts without a router: there is no AlignX-repro model to score.
+        raise MethodSetupError(
+            "method.stage=1 with eval_after_train=true: stage 1 alone has no router to evaluate; "
+            "run stage 2 (method.stage=2 method.stage1_run=<run id>) and evaluate that run"
+        )
 
     def add_prefix(axis: int, examples: list) -> list:
         prefix = expert_prefix(AXES[axis], m.prefix)

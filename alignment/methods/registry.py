@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from alignment.config.cli import ConfigError
 from alignment.config.method import MethodConfig
 from alignment.losses import LossOutput
 from alignment.registry import Registry
@@ -151,6 +152,11 @@ def _check_signature(method: Method) -> None:
         raise TypeError(f"{where}: loss arguments {sorted(unset)} have no config key")
     if stray := (set(method.data_keys) | set(method.model_keys)) - fields:
         raise TypeError(f"{where}: data_keys/model_keys {sorted(stray)} are not config keys")
+
+
+class MethodSetupError(ConfigError):
+    """A method's keys that do not fit the run (the model's layers, the stage and the evaluation
+    asked for), found by its hooks before any work: one line (alignment/errors.py)."""
 
 
 METHODS: Registry[Method] = Registry("method")

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from alignment.axes import AXES
-from alignment.config.cli import ConfigError
+from alignment.methods.registry import MethodSetupError
 
 SITES = ("attn_out", "residual_post")
 MODES = ("standard", "generic", "frozen")
@@ -111,7 +111,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return layers
 
 
-class CircuitLayerError(ConfigError):
+class CircuitLayerError(MethodSetupError):
     """method.layers names a decoder layer the model does not have; one line."""
 
 
