@@ -11,12 +11,14 @@ from alignment.data.types import DataError
 from alignment.distributed import StrategyError
 from alignment.guards import NonFiniteError
 from alignment.init_adapter import InitAdapterError
+from alignment.methods.registry import MethodSetupError
 from alignment.rerun import RerunError
 from alignment.risk import RiskInputError
 
 ONE_LINE_ERRORS: tuple[type[Exception], ...] = (
     DataError,  # a bad input row, named by file, row and field
     FileNotFoundError,
+    MethodSetupError,  # e.g. MAC's method.layers beyond the model's decoder layers
     NonFiniteError,  # a non-finite loss or gradient: the step and the quantity (run FAILED)
     InitAdapterError,  # model.init_adapter: an unknown run, no adapter, another LoRA shape
     RerunError,  # rerun=<id> that cannot be recomposed

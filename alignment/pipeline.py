@@ -25,12 +25,12 @@ from alignment.data.collate import Collator
 from alignment.data.prepare import PreparedData, prepare_data
 from alignment.evaluation.runner import run_eval
 from alignment.guards import NonFiniteError, NonFiniteGuard, failure_line
-from alignment.init_adapter import resolve_init_adapter
+from alignment.init_adapter import InitAdapterError, resolve_init_adapter
 from alignment.methods import Method, get_method
 from alignment.models import load_base, load_policy, load_tokenizer, pick_device
 from alignment.optim import trainer_max_grad_norm
 from alignment.progress import TrainProgress
-from alignment.risk.builder import RiskGateSkipped, preflight
+from alignment.risk.builder import RiskGateSkipped, needs_preflight, preflight, refuse_own_model
 from alignment.runinfo import run_name, run_tags
 from alignment.summary import write_summary
 from alignment.tracking import MlflowCallback, Tracker, flatten
@@ -121,12 +121,15 @@ def run_training(cfg: RunConfig) -> float | None:
 def _run(cfg: RunConfig, method: Method, device: torch.device, out: Path) -> float | None:
     """The run on every rank. Rank 0 alone tracks, writes the output directory and marks it done;
     the other ranks return None."""
+    _check_own_model(cfg, method)
     main = distributed.is_main()
     # Rank 0 first: it builds a local model's weights on a cache miss (under torch.distributed
     # transformers writes model files on rank 0 only), which the others then load.
     tokenizer = distributed.main_first(lambda: load_tokenizer(cfg.model, cfg.cache_dir))
-    # All input validation happens here; rank 0 first, so the others reuse its tokenised data.
-    data = distributed.main_first(lambda: prepare_data(cfg, method, tokenizer))
+    # All input validation happens here (a method may bring its own data source); rank 0 first,
+    # so the others reuse its tokenised data.
+    prepare = method.prepare_data or prepare_data
+    data = distributed.main_first(lambda: prepare(cfg, method, tokenizer))
     if distributed.broadcast(data.reference is None):
         # train.reference=auto went online on rank 0; a cache entry that another job wrote since
         # must not send a later rank the cached way (the ranks would wait on each other).
@@ -171,6 +174,22 @@ def _run(cfg: RunConfig, method: Method, device: torch.device, out: Path) -> flo
     return final
 
 
+def _check_own_model(cfg: RunConfig, method: Method) -> None:
+    """A method that builds its own model or data (hooks: MAC, AlignX) starts from neither an
+    init adapter nor several ranks, and takes no risk preflight (its batches are cfg.dataset's
+    pairs on a LoRA policy): one line rather than a run that ignores them or a traceback."""
+    name = cfg.method.name
+    if method.build_model is not None and cfg.model.init_adapter is not None:
+        raise InitAdapterError(
+            f"model.init_adapter={cfg.model.init_adapter}: method={name} builds its own model "
+            "and cannot start from a LoRA adapter"
+        )
+    if method.build_model is not None and distributed.is_distributed():
+        raise distributed.StrategyError(f"method={name} builds its own model: one rank only")
+    if needs_preflight(cfg):
+        refuse_own_model(cfg, method)
+
+
 def _start_tracking(cfg: RunConfig, out: Path, data: PreparedData) -> Tracker | None:
     """Create (or reopen, on resume) the MLflow run: params, tags, data counts, the config."""
     if not cfg.tracking.enabled:
@@ -197,22 +216,27 @@ def build_trainer(
     out: Path,
     callbacks: list | None = None,
     tracker: Tracker | None = None,
+    trainer_cls: type[AlignmentTrainer] = AlignmentTrainer,
 ) -> AlignmentTrainer:
-    """The policy (LoRA on the base) and the Trainer over the prepared data. The risk preflight
-    (when configured) runs on the fresh policy first and may stop the run (RiskGateSkipped);
-    the reference log-probs are attached next when the method caches them."""
+    """The policy (LoRA on the base, or the method's own model: its build_model hook) and the
+    Trainer over the prepared data. The risk preflight (when configured) runs on the fresh policy
+    first and may stop the run (RiskGateSkipped); the reference log-probs are attached next when
+    the method caches them."""
     fsdp = cfg.train.distributed == "fsdp" and distributed.is_distributed()
-    model = load_policy(cfg.model, cfg.cache_dir, device, fsdp=fsdp)
+    if method.build_model is not None:
+        model = method.build_model(cfg, device, None, True)
+    else:
+        model = load_policy(cfg.model, cfg.cache_dir, device, fsdp=fsdp)
     parallel = distributed.trainer_args(cfg.train.distributed, model)
     risk = preflight(cfg, method, model, tokenizer, data, device, tracker, out)
     if data.reference is not None:
         data.attach_reference(data.reference(model))
-    trainer = AlignmentTrainer(
+    trainer = trainer_cls(
         model=model,
         args=training_args(cfg, out, device, data.val is not None, parallel),
         train_dataset=data.train,
         eval_dataset=data.val,
-        data_collator=Collator(tokenizer.pad_token_id, pairs=method.needs_pairs),
+        data_collator=data.collator or Collator(tokenizer.pad_token_id, pairs=method.needs_pairs),
         processing_class=tokenizer,
         callbacks=callbacks,
         method=method,
@@ -232,6 +256,8 @@ def build_trainer(
 def _train(
     cfg: RunConfig, method: Method, device, tokenizer, data: PreparedData, tracker, out: Path
 ):
+    if method.driver is not None:  # e.g. AlignX's two stages
+        return method.driver(cfg, method, device, tokenizer, data, tracker, out)
     callbacks = [MlflowCallback(tracker)] if tracker is not None else None
     trainer = build_trainer(cfg, method, device, tokenizer, data, out, callbacks, tracker)
     if tracker is not None and "refcache/hit" in data.counts:
@@ -256,6 +282,10 @@ def _train(
         model.save_pretrained(adapter_dir, selected_adapters=[model.active_adapter])
         tokenizer.save_pretrained(adapter_dir)
     final = write_summary(cfg, trainer, tracker, adapter_dir, out)
+    if method.after_train is not None:
+        for path in method.after_train(cfg, model, tokenizer, out):
+            if tracker is not None:
+                tracker.log_artifact(path)
     return model, final, trainer.state.global_step
 
 

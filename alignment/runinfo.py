@@ -27,6 +27,7 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
         "git_commit": sha,
         "git_dirty": dirty,
         "mlflow.source.git.commit": sha,
+        "method_label": get_method(cfg.method).display_name,
         **get_method(cfg.method).tags(cfg.method),
         **({"rerun_of": cfg.rerun} if cfg.rerun else {}),
     }
@@ -34,9 +35,11 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
 
 def run_name(cfg: RunConfig, suffix: str = "") -> str:
     """`<method>-<optimizer>-<model>-s<seed>[-<tag>][-<suffix>]`, unless tracking.run_name is set:
-    every cell of a grid (sft and sft+grit included) gets a distinct, readable name."""
+    every cell of a grid (sft and sft+grit included) gets a distinct, readable name. <method> is
+    the method's display label (e.g. AlignX-repro for alignx)."""
     if cfg.tracking.run_name:
         return cfg.tracking.run_name
-    parts = [cfg.method.name, cfg.optimizer.name, cfg.model.name, f"s{cfg.seed}"]
+    label = get_method(cfg.method).display_name
+    parts = [label, cfg.optimizer.name, cfg.model.name, f"s{cfg.seed}"]
     parts += [p for p in (cfg.tag, suffix) if p]
     return "-".join(parts)

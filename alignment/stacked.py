@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +100,7 @@ def _parent_run_id(parent: Tracker) -> str | None:
     """The parent run's id, once MLflow has created it (the tracker's sender does that in the
     background); a stage nests under it through its creation tags, so it is awaited, within
     tracking.flush_timeout_s. Without it the stages still carry the tag stacked=<parent name>."""
-    deadline = time.monotonic() + parent.cfg.flush_timeout_s
-    while parent.run_id is None and time.monotonic() < deadline:
-        parent.sender.notify()
-        time.sleep(0.05)
-    if parent.run_id is None:
+    if parent.created_run_id() is None:
         log.warning(
             "stacked: MLflow has not created the parent run within %.0f s; the stages log their "
             "own runs, tagged stacked=<parent run name>, not nested under it",

@@ -160,9 +160,12 @@ class AlignmentTrainer(Trainer):
         if self.model.training and self._window_tokens:
             batch.chosen_tokens_total = self._window_tokens["chosen"]
             batch.response_tokens_total = self._window_tokens["response"]
+            batch.axis_tokens_total = self._window_tokens.get("axis")
         else:  # evaluation: this batch's own counts
             batch.chosen_tokens_total = n_tokens[:b].sum()
             batch.response_tokens_total = n_tokens.sum()
+        if "axis" in inputs:  # axis-interleaved data (alignment/data/axis_data.py)
+            batch.axis = inputs["axis"]
         return batch
 
     def _add_reference(self, model, inputs: dict, batch: PolicyBatch, logits) -> None:
@@ -228,15 +231,23 @@ def _window_token_means(batches: list[dict], pairs: bool, device) -> dict[str, t
     Stays on the device: no host sync."""
     if not batches:
         return {}
-    counts = torch.zeros(2, dtype=torch.float64, device=device)
+    n_axes = batches[0].get("n_axes", 0)  # axis-interleaved data: per-axis counts as well
+    counts = torch.zeros(2 + n_axes, dtype=torch.float64, device=device)
     for batch in batches:
         mask = batch["labels"][:, 1:] != -100
         b = batch["index"].shape[0]
         chosen = mask[:b].sum()
-        counts += torch.stack([chosen, mask.sum() if pairs else chosen]).to(counts)
+        parts = [chosen.reshape(1), (mask.sum() if pairs else chosen).reshape(1)]
+        if n_axes:
+            one_hot = torch.nn.functional.one_hot(batch["axis"].to(device), n_axes)
+            parts.append(one_hot.T.to(counts) @ mask[:b].sum(1).to(counts))
+        counts += torch.cat([p.to(counts) for p in parts])
     n = len(batches)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(counts)
         n *= torch.distributed.get_world_size()
     counts = (counts / n).float()
-    return {"chosen": counts[0], "response": counts[1]}
+    out = {"chosen": counts[0], "response": counts[1]}
+    if n_axes:
+        out["axis"] = counts[2:]
+    return out

@@ -4,7 +4,8 @@
         [--delta-experiment factual_dpo_delta_grid] [--out outputs/reports/paper_grid]
 
 Every number comes from MLflow. A grid cell is the run's `grid_cell` tag (conf/experiment/
-grid_*.yaml), else `<method>` or `<method>_grit` from the method/optimizer tags; seeds of the
+grid_*.yaml), else `<method>` or `<method>_grit` from the method/optimizer tags (AlignX's
+nested stage runs, tag kind=stage, are left out: its parent run is the row); seeds of the
 same (model, cell) are averaged (mean, std and n in the CSV). The report is also logged as
 artifacts of a parent run (tag kind=report) in the same experiment, reused on re-runs.
 
@@ -30,7 +31,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
-CELLS = ["baseline", "sft", "sft_grit", "dpo", "dpo_grit", "cita", "cita_grit"]
+CELLS = ["baseline", "sft", "sft_grit", "dpo", "dpo_grit", "cita", "cita_grit", "mac", "alignx"]
 LABELS = {
     "baseline": "Baseline",
     "sft": "SFT",
@@ -39,6 +40,8 @@ LABELS = {
     "dpo_grit": "DPO+GRIT",
     "cita": "CITA",
     "cita_grit": "CITA+GRIT",
+    "mac": "MAC",
+    "alignx": "AlignX-repro",  # a labelled reconstruction (PAPERS.md)
 }
 TIME, MEMORY = "train/train_runtime", "train/peak_memory_gb"
 SWEEP_METRICS = ("eval/aqi/chi_sil/overall", "eval/truthfulqa/mc2", "eval/truthfulqa/mc1")
@@ -55,7 +58,8 @@ def load_runs(client: MlflowClient, experiment: str) -> pd.DataFrame:
     rows = []
     for run in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'"):
         tags = run.data.tags
-        if tags.get("kind") in ("report", "sweep"):  # the report's own run, a sweep's parent run
+        # The report's own run, a sweep's parent run, AlignX's nested stage runs.
+        if tags.get("kind") in ("report", "sweep", "stage"):
             continue
         method, optimizer = tags.get("method", "?"), tags.get("optimizer", "")
         cell = tags.get("grid_cell") or (f"{method}_grit" if optimizer == "grit" else method)

@@ -145,7 +145,10 @@ CATALOGUE = {
     "appended_key": (["+train.max_stepz=3"], "train.max_stepz is not a key of TrainConfig"),
     "appended_method_key": (["+method.betaa=0.2"], "method.betaa is not a key of DpoConfig"),
     "wrong_type": (["optimizer.lr=abc"], "optimizer.lr=abc"),
-    "unknown_option": (["method=dpoo"], "Could not find 'method/dpoo'; options: baseline, cita"),
+    "unknown_option": (
+        ["method=dpoo"],
+        "Could not find 'method/dpoo'; options: alignx, baseline, cita",
+    ),
     "rerun_typo": (["reru=0123abcd"], "reru"),
     "api_key_in_config": (["eval=judge", f"eval.judge.api_key_env={KEY}"], "NAME of the"),
     "api_key_without_judge": ([f"eval.judge.api_key_env={KEY}"], "not the key itself"),

@@ -85,6 +85,7 @@ def documented_commands() -> dict[str, str]:
 
 RUN, COMPOSE, TEST = "run", "compose", "test"
 EVAL_README = "tests/evaluation/test_evaluate_e2e.py::test_readme_evaluate_commands_as_written"
+MAC_ALIGNX_SMOLLM2 = "tests/test_smollm2_mac_alignx_slow.py::test_plain_command_trains_on_smollm2"
 # command -> (mode, detail). detail: for `run`, "fast" or "slow"; for `test`, the test's id.
 COVERAGE: dict[str, tuple[str, str]] = {
     # README: set-up
@@ -124,6 +125,17 @@ COVERAGE: dict[str, tuple[str, str]] = {
         TEST,
         "tests/test_stacked.py::test_training_from_a_run_id",
     ),
+    # README: MAC and AlignX-repro
+    "python train.py method=mac": (TEST, MAC_ALIGNX_SMOLLM2),
+    "python train.py method=alignx": (TEST, MAC_ALIGNX_SMOLLM2),
+    "python train.py method=mac method.lora=true method.zero_init_out_proj=true "
+    "method.site=residual_post": (COMPOSE, ""),
+    "python train.py method=mac model=mistral_7b method.data.preset=hub": (COMPOSE, ""),
+    "python train.py method=alignx method.stage=2 method.stage1_run=<run id> method.mix=adapters": (
+        TEST,
+        "tests/test_mac_alignx_e2e.py::test_alignx_stage2_alone_from_a_stage1_run_then_evaluate",
+    ),
+    "python scripts/plan_sweep.py method=mac,alignx model=llama3_8b,mistral_7b": (RUN, "fast"),
     # README: mutation testing
     "python scripts/mutate.py": (TEST, "tests/test_mutations.py::test_no_mutation_survives"),
     # README: hub models and data

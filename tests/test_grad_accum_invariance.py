@@ -6,7 +6,7 @@ by construction once the Trainer divides each micro-batch's loss by the window s
 (SFT, CITA's NLL term and its token_full_vocab KL, ORPO's SFT term) are not: a micro-batch of one
 short response would weigh its tokens more. The trainer therefore normalises them by the window's
 token count (`AlignmentTrainer.get_batch_samples`); the sft, orpo and CITA-with-token-terms cases
-fail without it.
+fail without it, and MAC's per-axis token means fail without the per-axis window counts.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def accumulated_grads(overrides: list[str], batch: int, accum: int, tmp, cache) 
     torch.manual_seed(0)
     method = get_method(cfg.method)
     tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
-    data = prepare_data(cfg, method, tokenizer)
+    data = (method.prepare_data or prepare_data)(cfg, method, tokenizer)
     trainer = build_trainer(cfg, method, torch.device("cpu"), tokenizer, data, tmp / f"b{batch}")
     capture = GradCapture(trainer.model)
     trainer.add_callback(capture)
@@ -74,6 +74,8 @@ CASES = {
         "method.lambda_kl=0.5",
         "method.lambda_sft=0.5",
     ],
+    # per-axis token means (one batch of each axis per row of the batch), circuit gradients
+    "mac": ["method=mac", "method.layers=[1]", "method.heatmap=false"],
 }
 
 

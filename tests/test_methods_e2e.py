@@ -49,8 +49,9 @@ RUNS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "orpo": (["method=orpo"], (*PAIR, "train/orpo/log_odds", "train/orpo/nll")),
     "sigmoid_norm": (["method=sigmoid_norm"], (*PAIR, "train/sigmoid_norm/z")),
 }
-# Methods whose end-to-end tests live beside their own machinery.
-E2E_ELSEWHERE: set[str] = set()
+# Methods whose end-to-end tests live beside their own machinery: mac and alignx change the model
+# and bring their own data (tests/test_mac_alignx_e2e.py, test_mac_alignx_pipeline.py).
+E2E_ELSEWHERE: set[str] = {"mac", "alignx"}
 
 
 def test_every_registered_method_trains_here_or_elsewhere():

@@ -50,6 +50,20 @@ class EvaluateConfig(RunConfig):
             raise ValueError("eval selects no suite; choose e.g. eval=[aqi,truthfulqa,judge]")
 
 
+def method_config_from_yaml(text: str):
+    """The `method` section of a run's stored config, checked against that method's schema (so
+    evaluate.py rebuilds the model the run trained: a MAC circuit, AlignX experts, ...)."""
+    from alignment.config import schema_groups  # the registries: heavy, only needed here
+
+    stored = OmegaConf.create(text)
+    if "method" not in stored or "name" not in stored.method:
+        raise ValueError("the run's config has no `method` section")
+    schema = schema_groups()["method"].get(str(stored.method.name))
+    if schema is None:
+        raise ValueError(f"the run's method {stored.method.name!r} is not a registered method")
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), stored.method))
+
+
 def model_config_from_yaml(text: str) -> ModelConfig:
     """The `model` section of a run's composed config (its .hydra/config.yaml), checked against
     the ModelConfig schema. Interpolations elsewhere in the file are never resolved."""

@@ -39,6 +39,8 @@ class PreparedData:
     # Computes (or loads) reference log-probs for train and val given the policy; None when the
     # method needs no cached reference.
     reference: Callable | None = None
+    # Turns dataset rows into a batch; None: the default Collator (pairs if the method needs them).
+    collator: Callable | None = None
 
     def attach_reference(self, refs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         for split in ("train", "val"):
@@ -64,12 +66,14 @@ def validate_for_method(examples: list[PreferenceExample], method: Method, cfg: 
         require_flags(examples, cfg.dataset.path or cfg.dataset.name)
 
 
-def _encode_cached(
+def encode_cached(
     tokenizer: PreTrainedTokenizerBase,
     examples: list[PreferenceExample],
     cfg: RunConfig,
     method: Method,
 ) -> list[EncodedExample]:
+    """Token ids of `examples`, from the on-disk cache when the same inputs were seen before
+    (also used per axis by alignment/data/axis_data.py)."""
     opts = {
         "instruction": method.uses_instruction(cfg.method),
         "system": cfg.model.supports_system_role,
@@ -134,8 +138,8 @@ def prepare_data(
     for name, exs in (("train", train_ex), ("val", val_ex)):
         if not exs:
             continue
-        encoded = _encode_cached(tokenizer, exs, cfg, method)
-        encoded, keep = _fit_length(encoded, exs, cfg, name, source, counts)
+        encoded = encode_cached(tokenizer, exs, cfg, method)
+        encoded, keep = fit_length(encoded, exs, cfg, name, source, counts)
         dropped = len(encoded) - len(keep)
         counts[f"data/{name}_filtered_too_long"] = float(dropped)
         if dropped:
@@ -168,7 +172,7 @@ def prepare_data(
     return data
 
 
-def _fit_length(
+def fit_length(
     encoded: list[EncodedExample],
     exs: list[PreferenceExample],
     cfg: RunConfig,
@@ -176,7 +180,8 @@ def _fit_length(
     source: str,
     counts: dict[str, float],
 ) -> tuple[list[EncodedExample], list[int]]:
-    """Apply dataset.too_long: the (possibly cut) rows and the indices of those kept."""
+    """Apply dataset.too_long: the (possibly cut) rows and the indices of those kept; counts
+    `data/<split>_truncated` (also per axis, split=<axis>/<split>: alignment/data/axis_data.py)."""
     if cfg.dataset.too_long == "drop":
         return encoded, filter_long(encoded, cfg.dataset.max_length)[0]
     long_rows = [ex.origin or f"{source}:?" for ex, e in zip(exs, encoded, strict=True)

@@ -392,3 +392,7 @@ def load_beavertails(
         if parse_flag(column(row, "is_safe", source, line), source, line, "is_safe") == 0:
             prompts.setdefault(text)
     return list(prompts)[:max_prompts]
+
+
+# The axis loaders of MAC and AlignX live in their own module and register into DATASETS too.
+from alignment.data import axes  # noqa: E402, F401

@@ -21,9 +21,13 @@ from typing import TYPE_CHECKING
 
 from mlflow.exceptions import MlflowException
 
-from alignment.config import ModelConfig, RunConfig
+from alignment.config import MethodConfig, ModelConfig, RunConfig
 from alignment.config.eval import suite_version
-from alignment.config.evaluate import EvaluateConfig, model_config_from_yaml
+from alignment.config.evaluate import (
+    EvaluateConfig,
+    method_config_from_yaml,
+    model_config_from_yaml,
+)
 from alignment.data.types import DataError
 from alignment.evaluation import compare
 from alignment.evaluation.suites import SUITES, EvalContext
@@ -171,7 +175,9 @@ class TargetError(ValueError):
 class Target:
     """What evaluate.py evaluates: model config, adapter dir (None = base model), the MLflow run
     to log into (None = create one), the weights' cache identity, the directory for the eval
-    files and the training run's identity tags (IDENTITY_TAGS; empty when there is none)."""
+    files, the training run's identity tags (IDENTITY_TAGS; empty when there is none) and the
+    method that trained the weights (its build_model hook rebuilds the model from the adapter
+    directory: a MAC circuit, AlignX's experts)."""
 
     model: ModelConfig
     adapter: str | None
@@ -179,15 +185,15 @@ class Target:
     weights_key: str
     out_dir: Path
     tags: dict[str, str]
+    method: MethodConfig
 
 
-def _stored_model_config(tracker: Tracker, run_id: str) -> ModelConfig:
-    """The training run's model config: resolved_config.yaml, else Hydra's .hydra/config.yaml."""
+def _stored_config(tracker: Tracker, run_id: str) -> str:
+    """The training run's composed config: resolved_config.yaml, else Hydra's .hydra/config.yaml."""
     names = {a.path for a in tracker.client.list_artifacts(run_id)}
     name = "resolved_config.yaml" if "resolved_config.yaml" in names else ".hydra/config.yaml"
     with tempfile.TemporaryDirectory() as tmp:
-        path = tracker.client.download_artifacts(run_id, name, tmp)
-        return model_config_from_yaml(Path(path).read_text())
+        return Path(tracker.client.download_artifacts(run_id, name, tmp)).read_text()
 
 
 def _find_run(tracker: Tracker, run_id: str):
@@ -207,7 +213,7 @@ def run_adapter(
     `model.init_adapter=run:<id>` (alignment/init_adapter.py). Raises TargetError (one line)."""
     run = _find_run(tracker, run_id)
     try:
-        model = _stored_model_config(tracker, run_id)
+        model = model_config_from_yaml(_stored_config(tracker, run_id))
     except (MlflowException, OSError, ValueError) as err:
         raise TargetError(f"run={run_id}: no readable model config ({_one_line(err)})") from None
     train_dir = Path(run.data.params["output_dir"]) if "output_dir" in run.data.params else None
@@ -228,16 +234,22 @@ def _run_target(cfg: EvaluateConfig, tracker: Tracker) -> Target:
     """A training run: its model config and adapter (run_adapter); the eval files go to the
     run's own directory when it is on this machine (where eval_after_train puts them)."""
     model, adapter, train_dir, run = run_adapter(tracker, cfg.run, cfg.cache_dir)
+    try:  # the method that trained it rebuilds its model (build_model hook)
+        method = method_config_from_yaml(_stored_config(tracker, cfg.run))
+    except (MlflowException, OSError, ValueError) as err:
+        raise TargetError(f"run={cfg.run}: no readable method config ({_one_line(err)})") from None
     out = train_dir if train_dir is not None and train_dir.is_dir() else Path(cfg.output_dir)
     tags = {k: run.data.tags[k] for k in IDENTITY_TAGS if k in run.data.tags}
-    return Target(model, str(adapter), cfg.run, f"run:{cfg.run}", out, tags)
+    return Target(model, str(adapter), cfg.run, f"run:{cfg.run}", out, tags, method)
 
 
 def _adapter_target(cfg: EvaluateConfig, tracker: Tracker) -> Target:
     """A saved adapter; logged into its training run when the directory sits next to that run's
     `mlflow_run_id` file and the run is in this tracking store, else into a new run."""
     adapter = Path(cfg.adapter).expanduser().resolve()
-    if not (adapter / "adapter_config.json").is_file():
+    # A method that builds its own model (MAC, AlignX) checks its saved directory itself.
+    own = get_method(cfg.method).build_model is not None
+    if not adapter.is_dir() or not (own or (adapter / "adapter_config.json").is_file()):
         what = "no such directory" if not adapter.is_dir() else "no adapter_config.json in it"
         raise TargetError(f"adapter={cfg.adapter}: {what} (expected a saved LoRA adapter)")
     id_file = adapter.parent / RUN_ID_FILE
@@ -253,9 +265,11 @@ def _adapter_target(cfg: EvaluateConfig, tracker: Tracker) -> Target:
             run_id = None
     weights = adapter / "adapter_model.safetensors"
     stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
+    if own:  # a circuit's or the experts' files: the newest of them identifies the weights
+        stamp = max((p.stat().st_mtime_ns for p in adapter.iterdir() if p.is_file()), default=0)
     out = adapter.parent if run_id is not None else Path(cfg.output_dir)
     key = f"adapter:{adapter}:{stamp}"
-    return Target(cfg.model, str(adapter), run_id, key, out, tags)
+    return Target(cfg.model, str(adapter), run_id, key, out, tags, cfg.method)
 
 
 def resolve_target(cfg: EvaluateConfig, tracker: Tracker) -> Target:
@@ -264,7 +278,21 @@ def resolve_target(cfg: EvaluateConfig, tracker: Tracker) -> Target:
         return _run_target(cfg, tracker)
     if cfg.adapter:
         return _adapter_target(cfg, tracker)
-    return Target(cfg.model, None, None, base_key(cfg.model), Path(cfg.output_dir), {})
+    return Target(cfg.model, None, None, base_key(cfg.model), Path(cfg.output_dir), {}, cfg.method)
+
+
+def load_target(cfg: EvaluateConfig, target: Target, device):
+    """The base model, or the trained one: LoRA on the base, or what the training method's
+    build_model hook rebuilds from the saved directory (a MAC circuit, AlignX's experts)."""
+    from alignment.models import load_base, load_policy
+
+    if target.adapter is None:
+        return load_base(target.model, cfg.cache_dir, device)
+    method = get_method(target.method)
+    if method.build_model is not None:
+        trained = dataclasses.replace(cfg, model=target.model, method=target.method)
+        return method.build_model(trained, device, Path(target.adapter), False)
+    return load_policy(target.model, cfg.cache_dir, device, target.adapter, trainable=False)
 
 
 def _new_run_tags(cfg: EvaluateConfig, target: Target) -> dict[str, str]:
@@ -279,7 +307,7 @@ def _new_run_tags(cfg: EvaluateConfig, target: Target) -> dict[str, str]:
 def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     """Resolve the target, load it, then run the suites into the right MLflow run. Bad targets
     fail before a run is created or a model loaded; a failed suite ends a new run FAILED."""
-    from alignment.models import load_base, load_policy, load_tokenizer, pick_device
+    from alignment.models import load_tokenizer, pick_device
 
     target = resolve_target(cfg, Tracker(cfg.tracking, Path(cfg.output_dir)))
     cfg = dataclasses.replace(cfg, model=target.model, output_dir=str(target.out_dir))
@@ -289,10 +317,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, float]:
     logger.info("evaluating %s (%s); files in %s", what, described, target.out_dir)
     device = pick_device(cfg.train.device)
     tokenizer = load_tokenizer(target.model, cfg.cache_dir)
-    if target.adapter is None:
-        model = load_base(target.model, cfg.cache_dir, device)
-    else:
-        model = load_policy(target.model, cfg.cache_dir, device, target.adapter, trainable=False)
+    model = load_target(cfg, target, device)
     tracker = Tracker(cfg.tracking, target.out_dir)
     if target.run_id is not None:
         tracker.attach(target.run_id)  # log into the training run

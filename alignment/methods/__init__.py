@@ -5,7 +5,7 @@ test), one schema + `register(Method(...))` entry in a module here, one conf/met
 PAPERS.md line. Nothing else in the package branches on a method's name.
 """
 
-from alignment.methods import dpo_family, grid
+from alignment.methods import alignx, dpo_family, grid, mac  # each module registers its methods
 from alignment.methods.grid import (
     BaselineConfig,
     CitaConfig,
@@ -24,8 +24,10 @@ __all__ = [
     "Method",
     "PolicyBatch",
     "SftConfig",
+    "alignx",
     "dpo_family",
     "get_method",
     "grid",
+    "mac",
     "register",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from alignment.config.cli import ConfigError
 from alignment.config.method import MethodConfig
 from alignment.losses import LossOutput
 from alignment.registry import Registry
@@ -55,6 +56,10 @@ class PolicyBatch:
     token_kl_sum: torch.Tensor | None = None
     chosen_tokens_total: torch.Tensor | None = None
     response_tokens_total: torch.Tensor | None = None
+    # Per-row axis index (alignment.axes.AXES) when the data interleaves axes (MAC, AlignX), and
+    # each axis's response tokens per micro-batch averaged over the accumulation window (A,).
+    axis: torch.Tensor | None = None
+    axis_tokens_total: torch.Tensor | None = None
 
 
 BATCH_FIELDS = frozenset(f.name for f in dataclasses.fields(PolicyBatch))
@@ -71,7 +76,18 @@ class Method:
       flags, keeps the system instruction).
     transform: (cfg, examples) -> (examples, counts to log), applied before the split.
     data_keys: schema fields read by the data preparation (transform, instruction), not the loss.
+    model_keys: schema fields read by the hooks below (model shape, training stages), not the loss.
     tag_keys: schema fields that also become MLflow tags (grid axes such as Factual-DPO's delta).
+    label: the display name in run names, figures and report rows (default: the name).
+
+    Hooks for methods that change the model or its training, not just the loss (each None keeps
+    the pipeline's default; see alignment/methods/mac.py and alignx.py):
+    prepare_data: (cfg, method, tokenizer) -> PreparedData, in place of cfg.dataset's loader.
+    build_model: (cfg, device, saved, trainable) -> the model to train (saved=None) or to
+      evaluate (saved = the directory its save_pretrained wrote), in place of LoRA on the base.
+    after_train: (cfg, model, tokenizer, out_dir) -> files to log as run artifacts (figures).
+    driver: (cfg, method, device, tokenizer, data, tracker, out_dir) -> (model, final loss,
+      steps), in place of the pipeline's one Trainer run (several stages, nested MLflow runs).
     """
 
     name: str
@@ -84,7 +100,13 @@ class Method:
     uses_instruction: Predicate = never
     transform: Callable[[Any, list], tuple[list, dict[str, int]]] | None = None
     data_keys: tuple[str, ...] = ()
+    model_keys: tuple[str, ...] = ()
     tag_keys: tuple[str, ...] = ()
+    label: str | None = None
+    prepare_data: Callable[..., Any] | None = None
+    build_model: Callable[..., Any] | None = None
+    after_train: Callable[..., list] | None = None
+    driver: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         if self.loss_fn is not None:
@@ -94,14 +116,18 @@ class Method:
     def trains(self) -> bool:
         return self.loss_fn is not None
 
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
     @cached_property
     def batch_args(self) -> tuple[str, ...]:
         params = inspect.signature(self.loss_fn).parameters.values()
         return tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
 
     def hyperparameters(self, cfg: MethodConfig) -> dict[str, Any]:
-        """The config keys the loss takes (every schema field but name and data_keys)."""
-        skip = {"name", *self.data_keys}
+        """The config keys the loss takes (every schema field but name, data_ and model_keys)."""
+        skip = {"name", *self.data_keys, *self.model_keys}
         return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip}
 
     def loss(self, cfg: MethodConfig, batch: PolicyBatch) -> LossOutput:
@@ -120,12 +146,17 @@ def _check_signature(method: Method) -> None:
     where = f"method {method.name!r} ({method.loss_fn.__name__})"
     if unknown := positional - BATCH_FIELDS:
         raise TypeError(f"{where}: arguments {sorted(unknown)} are not PolicyBatch fields")
-    if missing := fields - set(method.data_keys) - keyword:
+    if missing := fields - set(method.data_keys) - set(method.model_keys) - keyword:
         raise TypeError(f"{where}: config keys {sorted(missing)} are not loss keyword arguments")
     if unset := keyword - fields:
         raise TypeError(f"{where}: loss arguments {sorted(unset)} have no config key")
-    if stray := set(method.data_keys) - fields:
-        raise TypeError(f"{where}: data_keys {sorted(stray)} are not config keys")
+    if stray := (set(method.data_keys) | set(method.model_keys)) - fields:
+        raise TypeError(f"{where}: data_keys/model_keys {sorted(stray)} are not config keys")
+
+
+class MethodSetupError(ConfigError):
+    """A method's keys that do not fit the run (the model's layers, the stage and the evaluation
+    asked for), found by its hooks before any work: one line (alignment/errors.py)."""
 
 
 METHODS: Registry[Method] = Registry("method")

@@ -53,6 +53,17 @@ def needs_preflight(cfg: RunConfig) -> bool:
     return cfg.risk.runs or cfg.regularizer is not None
 
 
+def refuse_own_model(cfg: RunConfig, method) -> None:
+    """The preflight's batches are cfg.dataset's rows on a LoRA policy: a method that brings its
+    own model or data (registry hooks: MAC, AlignX) is refused in one line, not half-checked."""
+    if method.build_model is not None or method.prepare_data is not None:
+        raise RiskInputError(
+            f"risk/regularizer: method={cfg.method.name} brings its own model and data; the "
+            "preflight and AlignGuard run on LoRA methods over cfg.dataset (risk=none "
+            "regularizer=none)"
+        )
+
+
 def planned_steps(cfg: RunConfig, n_train: int) -> int:
     """Optimizer steps the run will take: train.max_steps, else epochs over the data (the
     Trainer's count: ceil(epochs * ceil(ceil(n / batch) / grad_accum)))."""

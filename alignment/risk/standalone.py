@@ -16,7 +16,7 @@ import torch
 from transformers import set_seed
 
 from alignment.config import RunConfig
-from alignment.risk.builder import record, run_assessment, summary_line
+from alignment.risk.builder import record, refuse_own_model, run_assessment, summary_line
 from alignment.risk.params import RiskInputError
 from alignment.risk.preflight import PreflightReport
 from alignment.risk.runner import gate_verdict
@@ -36,6 +36,7 @@ def preflight_only(cfg: RunConfig, *, track: bool = True) -> tuple[PreflightRepo
     method = get_method(cfg.method)
     if not method.trains:
         raise RiskInputError(f"method={cfg.method.name} trains nothing: there is no run to check")
+    refuse_own_model(cfg, method)
     device = pick_device(cfg.train.device)
     tokenizer = load_tokenizer(cfg.model, cfg.cache_dir)
     data = prepare_data(cfg, method, tokenizer)

@@ -97,6 +97,16 @@ class Tracker:
         """The MLflow run id, or None while MLflow has not answered yet."""
         return self.journal.run_id if self.journal is not None else None
 
+    def created_run_id(self) -> str | None:
+        """The run id once MLflow has created the run (the sender does that in the background),
+        awaited within tracking.flush_timeout_s; None if it has not by then. For runs that nest
+        under this one through their creation tags (stacked stages, AlignX's stages)."""
+        deadline = time.monotonic() + self.cfg.flush_timeout_s
+        while self.run_id is None and time.monotonic() < deadline:
+            self.sender.notify()
+            time.sleep(0.05)
+        return self.run_id
+
     # -- opening -----------------------------------------------------------------------------
     def _open(self, mode: str) -> Journal:
         if self.journal is not None:

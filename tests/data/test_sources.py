@@ -54,7 +54,9 @@ def hh_row(q: str, good: str, bad: str) -> dict:
 
 def test_registry_lists_loaders_and_rejects_unknown_names():
     expected = {"safety_prefs", "hh_rlhf", "alignment_instructions", "aixpert_factuality"}
-    assert expected | {"alpaca", "local"} == set(DATASETS.names())
+    axes = {"helpful_builtin", "harmless_builtin", "honest_builtin"}  # alignment/data/axes.py
+    axes |= {"hhh_builtin", "beavertails_safe", "truthfulqa_answers"}
+    assert expected | axes | {"alpaca", "local"} == set(DATASETS.names())
     with pytest.raises(KeyError, match=r"unknown dataset loader 'hh_rlfh'.*Did you mean 'hh_rlhf'"):
         DATASETS.get("hh_rlfh")
 

@@ -96,6 +96,34 @@ def test_report_table_figures_and_parent_run(tmp_path) -> None:
     assert len(client.search_runs([reports[0].info.experiment_id], "tags.kind = 'report'")) == 1
 
 
+def test_mac_and_alignx_rows_without_alignx_stage_runs(tmp_path) -> None:
+    """One MAC run and one AlignX-repro parent with its two nested stage runs (kind=stage): the
+    table has one row each, labelled MAC and AlignX-repro."""
+    uri = f"sqlite:///{tmp_path}/m.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("hhh")
+    base = {"model": "tiny", "optimizer": "adamw", "seed": "0"}
+    ids = {}
+    for method, aqi in (("baseline", 0.5), ("mac", 0.55), ("alignx", 0.6)):
+        run = client.create_run(exp, tags=base | {"method": method})
+        client.log_metric(run.info.run_id, AQI, aqi)
+        client.set_terminated(run.info.run_id)
+        ids[method] = run.info.run_id
+    for stage in ("1", "2"):
+        tags = base | {"method": "alignx", "kind": "stage", "alignx_stage": stage}
+        run = client.create_run(exp, tags=tags | {"mlflow.parentRunId": ids["alignx"]})
+        client.log_metric(run.info.run_id, AQI, 0.0)  # would pull the mean down if counted
+        client.set_terminated(run.info.run_id)
+    report = _report_module()
+    table = report.results_table(report.load_runs(client, "hhh"), AQI).set_index("cell")
+    assert table.loc["alignx", "n"] == 1 and table.loc["alignx", "aqi"] == pytest.approx(0.6)
+    assert table.loc["alignx", "method"] == "AlignX-repro" and table.loc["mac", "method"] == "MAC"
+    assert table.loc["mac", "delta_aqi"] == pytest.approx(0.05)
+    out = tmp_path / "report"
+    assert report.main(["--uri", uri, "--experiment", "hhh", "--out", str(out), "--no-log"]) == 0
+    assert "| tiny | AlignX-repro | 0.600 |" in (out / "results.md").read_text()
+
+
 def test_report_refuses_a_missing_store_instead_of_creating_one(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="no MLflow store at mlflow.db"):
