@@ -364,4 +364,29 @@ MUTATIONS: tuple[Mutation, ...] = (
         "AQI's mean_masked pooling averages padding positions too",
         ("tests/evaluation/test_aqi.py",),
     ),
+    # -- MAC and AlignX-repro ------------------------------------------------------------------
+    Mutation(
+        "mac_axis_attention_unscaled",
+        "alignment/models/mac.py",
+        "q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])",
+        "q @ k.transpose(-1, -2)",
+        "MAC's per-token axis attention drops the 1/sqrt(d) scale (sharper than the reference's)",
+        ("tests/models/test_mac.py::test_shapes_rows_sum_to_one_and_a_hand_computed_case",),
+    ),
+    Mutation(
+        "mac_axis_window_tokens_dropped",
+        "alignment/trainer.py",
+        'batch.axis_tokens_total = self._window_tokens.get("axis")',
+        "batch.axis_tokens_total = None",
+        "MAC's per-axis token means use each micro-batch's own counts: 1x8 != 8x1",
+        (f"{T_ACCUM}::test_one_by_eight_equals_eight_by_one[mac]",),
+    ),
+    Mutation(
+        "alignx_calibration_swaps_lambdas",
+        "alignment/alignx/routing.py",
+        "p_cal = (lambda1 * p_nat + lambda2 * p_frac)",
+        "p_cal = (lambda2 * p_nat + lambda1 * p_frac)",
+        "AlignX's calibration weighs the fractal calibrator by lambda1 (0.6) and natural by 0.4",
+        ("tests/alignx/test_routing.py::test_calibration_by_hand_and_lambda1_1_is_natural_only",),
+    ),
 )
