@@ -22,6 +22,7 @@ from pathlib import Path
 from alignment.config import ModelConfig, RunConfig
 from alignment.config.cli import ConfigError
 from alignment.config.model import RUN_PREFIX
+from alignment.models.mac import CIRCUIT_FILE
 
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 # adapter_config.json keys that do not change the function the adapter computes.
@@ -44,6 +45,11 @@ def resolve_init_adapter(cfg: RunConfig) -> RunConfig:
         path = Path(spec).expanduser().resolve()
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise InitAdapterError(f"{key}: no adapter weights ({' or '.join(WEIGHT_FILES)}) in {path}")
+    if (path / CIRCUIT_FILE).is_file():  # a MAC run with lora=true saves both
+        raise InitAdapterError(
+            f"{key}: {path} holds a MAC circuit ({CIRCUIT_FILE}) beside its LoRA; another run "
+            "would load the LoRA alone and silently drop the circuit"
+        )
     _check_shape(cfg.model, path, key)
     tags = {"init_adapter": spec, "init_adapter_sha256": adapter_fingerprint(str(path))}
     return dataclasses.replace(

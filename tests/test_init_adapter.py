@@ -203,6 +203,19 @@ def test_an_adapter_of_another_shape_is_one_line(setup, cache_dir):
     assert "\n" not in message and "model.lora.r=8 (the adapter has 4)" in message
 
 
+def test_a_mac_directory_is_refused_in_one_line(setup, cache_dir, tmp_path):
+    """A MAC run with lora=true saves its LoRA beside the circuit: starting another run from it
+    would train the LoRA without the circuit, so it is refused."""
+    _, data, (adapter, _) = setup
+    mac_dir = tmp_path / "mac_adapter"
+    shutil.copytree(adapter, mac_dir)
+    (mac_dir / "mac_circuit.safetensors").write_bytes(b"")  # only its presence is read
+    cfg = compose_cfg(_overrides(data, f"model.init_adapter={mac_dir}"), tmp_path, cache_dir)
+    with pytest.raises(InitAdapterError) as err:
+        resolve_init_adapter(cfg)
+    assert "\n" not in str(err.value) and "holds a MAC circuit" in str(err.value)
+
+
 def test_4bit_base_reference_is_the_init_policy(tmp_path, cache_dir):
     """On a bitsandbytes NF4 base the frozen copy gives the init adapter's policy too (a merge
     into the 4-bit weights would re-quantise it); peft loads both adapters onto Linear4bit."""
