@@ -112,14 +112,15 @@ def truncate_long(
 ) -> tuple[list[EncodedExample], list[int], int]:
     """TRL 1.x's `keep_start` rule: each prompt + response keeps its first max_length tokens.
 
-    Returns the (possibly cut) examples, the indices to keep, and how many rows were cut. A row
-    whose prompt alone fills max_length has no response token left and is dropped (as TRL does).
+    Returns the (possibly cut) examples, the indices to keep, and how many kept rows were cut. A
+    row whose prompt alone fills max_length has no response token left and is dropped (as TRL
+    does): it counts among the dropped rows, not the cut ones.
     """
     out, keep, cut = [], [], 0
     for i, e in enumerate(encoded):
         room = max_length - len(e.prompt_ids)
         if e.length > max_length:
-            cut += 1
+            cut += room > 0  # a row with no room left is dropped (and counted so), not cut
             e = replace(e, chosen_ids=e.chosen_ids[:room], rejected_ids=e.rejected_ids[:room])
         out.append(e)
         if room > 0:

@@ -12,7 +12,7 @@ def ex(prompt: int, chosen: int, rejected: int) -> EncodedExample:
 def test_truncate_keeps_the_start_and_drops_prompt_only_rows():
     rows = [ex(3, 2, 4), ex(4, 9, 1), ex(10, 2, 2), ex(8, 5, 5)]  # lengths 7, 13, 12, 13
     out, keep, cut = truncate_long(rows, 8)
-    assert keep == [0, 1] and cut == 3  # row 2's prompt (10) and row 3's (8) fill max_length
+    assert keep == [0, 1] and cut == 1  # rows 2 and 3: prompts (10, 8) fill max_length: dropped
     assert out[0] == rows[0]  # fits: untouched
     assert (len(out[1].prompt_ids), len(out[1].chosen_ids), len(out[1].rejected_ids)) == (4, 4, 1)
     assert out[1].chosen_ids == [7] * 4 and out[1].length == 8
