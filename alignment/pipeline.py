@@ -216,7 +216,7 @@ def build_trainer(
     out: Path,
     callbacks: list | None = None,
     tracker: Tracker | None = None,
-    trainer_cls: type[AlignmentTrainer] = AlignmentTrainer,
+    trainer_cls: type[AlignmentTrainer] | None = None,
 ) -> AlignmentTrainer:
     """The policy (LoRA on the base, or the method's own model: its build_model hook) and the
     Trainer over the prepared data. The risk preflight (when configured) runs on the fresh policy
@@ -231,7 +231,8 @@ def build_trainer(
     risk = preflight(cfg, method, model, tokenizer, data, device, tracker, out)
     if data.reference is not None:
         data.attach_reference(data.reference(model))
-    trainer = trainer_cls(
+    # looked up at call time (not a default argument): bench/grit_overhead.py swaps in a timed one
+    trainer = (trainer_cls or AlignmentTrainer)(
         model=model,
         args=training_args(cfg, out, device, data.val is not None, parallel),
         train_dataset=data.train,
