@@ -39,7 +39,9 @@ def test_kill9_then_rerun_resumes_same_run(tmp_path, cache_dir):
         cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / "checkpoint-10" / "trainer_state.json").is_file():
+    ckpt = run_dir / "checkpoints" / "checkpoint-10" / "trainer_state.json"
+    # the run id file appears once the background sender has created the MLflow run
+    while not (ckpt.is_file() and (run_dir / "mlflow_run_id").is_file()):
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.02)
