@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from alignment.config.data import DatasetConfig
-from alignment.data.builtin import SAFETY_EVAL_PATH, SAFETY_PREFS_PATH
+from alignment.data.builtin import FACTUALITY_PREFS_PATH, SAFETY_EVAL_PATH, SAFETY_PREFS_PATH
 from alignment.data.dialogue import DialogueError, split_pair
 from alignment.data.readers import (
     column,
@@ -128,6 +128,14 @@ def load_local(cfg: DatasetConfig) -> list[PreferenceExample]:
 def load_safety_prefs(cfg: DatasetConfig) -> list[PreferenceExample]:
     """The project's own safety pairs (assets/safety_prefs.jsonl when path is null)."""
     return _load(cfg, str(SAFETY_PREFS_PATH), partial(_flat, names=SAME_NAMES))
+
+
+@DATASETS.register("factuality_prefs")
+def load_factuality_prefs(cfg: DatasetConfig) -> list[PreferenceExample]:
+    """The project's own factuality pairs with h_w/h_l (assets/factuality_prefs.jsonl when path
+    is null); same columns as aixpert_factuality, flags required."""
+    parse = partial(_flat, names=AIXPERT_COLUMNS, flags_required=True)
+    return _load(cfg, str(FACTUALITY_PREFS_PATH), parse)
 
 
 @DATASETS.register("aixpert_factuality")
