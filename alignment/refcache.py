@@ -1,11 +1,18 @@
 """The shared reference log-prob cache.
 
-Reference log-probs depend only on the base model (weights, quantisation, dtype), the token ids
-of each row (dataset content, template, max_length filtering all show up there) and nothing the
-method, optimizer or Delta changes. They are computed once per key with the LoRA adapters
-disabled, stored as safetensors under `<cache_dir>/refcache/<key>.safetensors`, and reused by
-every run of a grid that shares the key. A file lock serialises concurrent writers: a second job
-waits for the first and then reads its file.
+Reference log-probs depend only on the reference model (the base's weights, quantisation and
+dtype, plus the init adapter's fingerprint when the run starts from one: then pi_ref is that
+adapter's policy), the token ids of each row (dataset content, template, max_length filtering
+all show up there) and nothing the method, optimizer or Delta changes. They are computed once
+per key as pi_ref (alignment/models/reference.py), stored as safetensors under
+`<cache_dir>/refcache/<key>.safetensors`, and reused by every run of a grid that shares the
+key. A file lock serialises concurrent writers: a second job waits for the first and then reads
+its file.
+
+With N ranks the entry is still computed once: rank 0 alone takes the lock and decides hit or
+miss; on a miss each rank computes every N-th row (by length, so the shares cost alike) and a
+sum over ranks assembles the whole, which rank 0 writes; on a hit rank 0 reads the file and
+sends it to the others. No other rank touches the file, so nodes need not share the cache dir.
 """
 
 from __future__ import annotations
@@ -16,15 +23,19 @@ import json
 import logging
 import os
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
 
+from alignment import distributed
 from alignment.config import RunConfig
 from alignment.data.collate import Collator
 from alignment.forward import forward_logps
+from alignment.init_adapter import adapter_fingerprint
+from alignment.models.reference import reference_mode
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,8 @@ def cache_key(cfg: RunConfig, splits: dict[str, Dataset]) -> str:
         m.quantization,
         m.attn_implementation,
     ]
+    if m.init_adapter is not None:  # a resolved directory (alignment/init_adapter.py)
+        identity.append(["init_adapter", adapter_fingerprint(m.init_adapter)])
     digest.update(json.dumps(["pairs-canonical", *identity]).encode())
     for name in sorted(splits):
         ds = splits[name]
@@ -72,17 +85,20 @@ def swapped(ds: Dataset) -> torch.Tensor:
 def compute_reference(
     model, ds: Dataset, pad_token_id: int, batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(chosen, rejected) reference log-probs (N,) for every row, adapters disabled."""
+    """(chosen, rejected) reference log-probs (N,) for every row, computed as pi_ref. With several
+    ranks each computes every N-th row and a sum over ranks fills in the others' rows."""
     collate = Collator(pad_token_id, pairs=True)
     order = sorted(range(len(ds)), key=lambda i: ds[i]["length"])  # little padding per batch
+    order = order[distributed.rank() :: distributed.world_size()]
     chosen, rejected = torch.zeros(len(ds)), torch.zeros(len(ds))
     device = next(model.parameters()).device
-    # Train mode, as in the training steps that would otherwise compute these values: with the
-    # adapters disabled nothing stochastic runs (the supported base models have no dropout), and
+    # Train mode, as in the training steps that would otherwise compute these values: as pi_ref
+    # nothing stochastic runs (the supported base models have no dropout, and the frozen init
+    # adapter has none), and
     # eval mode would make bitsandbytes repack 4-bit weights on CPU into an inference-only layout.
     was_training = model.training
     model.train()
-    with model.disable_adapter():
+    with reference_mode(model):
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = {
@@ -94,7 +110,7 @@ def compute_reference(
             rejected[idx] = logps[len(idx) :].float().cpu()
             REFERENCE_BATCHES["computed"] += 1
     model.train(was_training)
-    return chosen, rejected
+    return distributed.all_reduce_sum(chosen), distributed.all_reduce_sum(rejected)
 
 
 def data_splits(data) -> dict[str, Dataset]:
@@ -113,28 +129,23 @@ def reference_fn(cfg: RunConfig, data, pad_token_id: int):
     key = path.stem
 
     def load_or_compute(model) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # a second writer waits here, then reuses
-            if path.is_file():
+        main = distributed.is_main()
+        if main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") if main else nullcontext() as lock:
+            if main:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # a second writer waits here, then reuses
+            if distributed.broadcast(path.is_file() if main else None):
                 REFERENCE_BATCHES["hits"] += 1
                 data.counts["refcache/hit"] = 1.0
                 log.info("reference log-probs from cache %s", path)
-                tensors = load_file(str(path))
+                tensors = distributed.broadcast(load_file(str(path)) if main else None)
             else:
                 REFERENCE_BATCHES["misses"] += 1
                 data.counts["refcache/hit"] = 0.0
-                tensors = {}
-                for name, ds in splits.items():
-                    c, r = compute_reference(model, ds, pad_token_id, cfg.train.batch_size * 2)
-                    swap = swapped(ds)
-                    tensors[f"{name}.first"] = torch.where(swap, r, c)
-                    tensors[f"{name}.second"] = torch.where(swap, c, r)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-                os.close(fd)
-                save_file(tensors, tmp, metadata={"key": key})
-                os.replace(tmp, path)
-                log.info("reference log-probs computed and cached at %s", path)
+                tensors = _compute(model, splits, pad_token_id, cfg.train.batch_size * 2)
+                if main:
+                    _write(tensors, path, key)
         out = {}
         for name, ds in splits.items():
             first, second, swap = tensors[f"{name}.first"], tensors[f"{name}.second"], swapped(ds)
@@ -142,3 +153,21 @@ def reference_fn(cfg: RunConfig, data, pad_token_id: int):
         return out
 
     return load_or_compute
+
+
+def _compute(model, splits: dict[str, Dataset], pad_token_id: int, batch_size: int):
+    tensors = {}
+    for name, ds in splits.items():
+        c, r = compute_reference(model, ds, pad_token_id, batch_size)
+        swap = swapped(ds)
+        tensors[f"{name}.first"] = torch.where(swap, r, c)
+        tensors[f"{name}.second"] = torch.where(swap, c, r)
+    return tensors
+
+
+def _write(tensors: dict[str, torch.Tensor], path: Path, key: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    save_file(tensors, tmp, metadata={"key": key})
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees a partial file
+    log.info("reference log-probs computed and cached at %s", path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import resource
 from pathlib import Path
 
@@ -24,8 +25,11 @@ def peak_memory_gb() -> float:
 
 
 def _trend(history: list[dict], key: str) -> tuple[float, float] | None:
-    """Mean of the first and of the last quarter of the logged values (at least one each)."""
-    values = [h[key] for h in history if key in h]
+    """Mean of the first and of the last quarter of the logged values (at least one each).
+
+    Non-finite values (steps that train.nan_policy=skip_step dropped) are left out; the summary
+    reports how many steps were skipped."""
+    values = [h[key] for h in history if key in h and math.isfinite(h[key])]
     if not values:
         return None
     n = max(1, len(values) // 4)
@@ -53,6 +57,9 @@ def _report(cfg: RunConfig, summary: dict, samples: list[dict], tracker) -> str:
     if summary["reward_accuracy_start"] is not None:
         start, end = summary["reward_accuracy_start"], summary["reward_accuracy_end"]
         lines.append(f"  reward accuracy {start:.3f} -> {end:.3f}")
+    if summary["skipped_steps"]:
+        skipped = summary["skipped_steps"]
+        lines.append(f"  skipped steps   {skipped} (non-finite; train.nan_policy)")
     if summary["heldout"]:
         lines += _rate_lines(summary["heldout"])
     for row in samples[:1]:
@@ -61,7 +68,11 @@ def _report(cfg: RunConfig, summary: dict, samples: list[dict], tracker) -> str:
         lines.append(f"    after         {row['after'][:160]!r}")
     lines.append(f"  adapter saved   {summary['adapter']}")
     if tracker is not None:
-        lines.append(f"  MLflow run      {tracker.run_id} (experiment {cfg.tracking.experiment!r})")
+        run_id = tracker.run_id or "not created yet (MLflow has not answered)"
+        lines.append(f"  MLflow run      {run_id} (experiment {cfg.tracking.experiment!r})")
+        if summary["mlflow_unsent_records"]:
+            unsent = summary["mlflow_unsent_records"]
+            lines.append(f"  not in MLflow   {unsent} records so far (kept in the run directory)")
         lines.append(f"  look at it:     mlflow ui --backend-store-uri {tracker.uri}")
     return "\n".join(lines)
 
@@ -88,6 +99,8 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
         rates, rows = heldout_rates(model, tokenizer)
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         (out / "heldout_answers.jsonl").write_text(lines, encoding="utf-8")
+    # A bounded wait (tracking.flush_timeout_s) so the summary names the run and what is unsent.
+    unsent = tracker.flush() if tracker is not None else 0
     history = trainer.state.log_history
     loss = _trend(history, "loss")
     acc = _trend(history, "rewards/accuracy")
@@ -104,7 +117,9 @@ def write_summary(cfg: RunConfig, trainer, tracker, adapter_dir: Path, out: Path
         "adapter": str(adapter_dir.resolve()),
         "mlflow_run_id": tracker.run_id if tracker else None,
         "mlflow_uri": tracker.uri if tracker else None,
+        "mlflow_unsent_records": unsent,
         "peak_memory_gb": peak_memory_gb(),
+        "skipped_steps": trainer.guard.skipped,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if tracker is not None:

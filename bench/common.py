@@ -133,9 +133,13 @@ def losses_from(log_history: list[dict]) -> list[float]:
 
 # -- subprocess legs ------------------------------------------------------------------------------
 def bench_env() -> dict[str, str]:
+    """The legs' environment. PYTHONPATH starts with this checkout: `python bench/x.py` puts
+    bench/, not the repository, first on sys.path, so without it a leg would import `alignment`
+    from wherever an editable install points (another worktree of the same venv, say)."""
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     return env
 
 

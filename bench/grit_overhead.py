@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per optimizer")
     parser.add_argument("--skip", type=int, default=3, help="warm-up steps dropped per run")
     parser.add_argument("--no-warmup-run", action="store_true", help="skip the untimed cache run")
+    parser.add_argument(
+        "--grit-override", action="append", default=[], help="a Hydra override for GRIT runs only"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: result path
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, after --")
@@ -46,6 +49,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.tiny:
         args.model, args.steps, args.repeats, args.skip = "tiny", 6, 1, 2
         args.no_warmup_run = True
+        # GRIT's default statistics (every 15th forward) and inversion (every 10th step)
+        # intervals outlast the smoke run: the preconditioner would stay the identity and
+        # "grit" would train exactly as AdamW (loss_gaps shows it).
+        args.grit_override += ["optimizer.cov_update_freq=1", "optimizer.kfac_update_freq=2"]
     return args
 
 
@@ -68,6 +75,8 @@ def compose_run_config(args: argparse.Namespace, optimizer: str, output_dir: str
         f"output_dir={output_dir}",
         *args.overrides,
     ]
+    if optimizer == "grit":
+        overrides += args.grit_override
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return OmegaConf.to_object(compose(config_name="train", overrides=overrides))
 
@@ -94,10 +103,17 @@ def child(args: argparse.Namespace) -> None:
             self._sync()
             step_times.append(time.perf_counter() - self.start)
 
+    losses: list = []  # each micro-batch's loss, kept on the device (no sync in a timed step)
+
     class TimedTrainer(pipeline.AlignmentTrainer):
         def __init__(self, *a, **kw) -> None:
             super().__init__(*a, **kw)
             self.add_callback(StepTimer())
+
+        def training_step(self, *a, **kw):
+            loss = super().training_step(*a, **kw)
+            losses.append(loss.detach())
+            return loss
 
     pipeline.AlignmentTrainer = TimedTrainer  # bench-only patch: the pipeline takes no callbacks
     with tempfile.TemporaryDirectory(prefix="grit_bench_") as out:
@@ -106,6 +122,7 @@ def child(args: argparse.Namespace) -> None:
     result = {
         "optimizer": args.optimizer,
         "step_times": step_times,
+        "losses": [float(x) for x in losses],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
@@ -118,6 +135,8 @@ def launch(args: argparse.Namespace, optimizer: str, workdir: Path, tag: str) ->
     result, log = workdir / f"{tag}.json", workdir / f"{tag}.log"
     cmd = [sys.executable, __file__, "--child", str(result), "--optimizer", optimizer]
     cmd += ["--method", args.method, "--model", args.model, "--steps", str(args.steps)]
+    for override in args.grit_override:
+        cmd += ["--grit-override", override]
     cmd += ["--", *args.overrides] if args.overrides else []
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     with log.open("w") as fh:
@@ -181,7 +200,22 @@ def main(argv: list[str] | None = None) -> dict[str, float | None]:
             for opt in order:
                 runs.append(launch(args, opt, workdir, f"{opt}-{rep}"))
                 print(f"run {opt} #{rep}: {len(runs[-1]['step_times'])} steps", flush=True)
-    return report(summarise(runs, args.skip), runs[0]["device"])
+    return report(summarise(runs, args.skip), runs[0]["device"]) | loss_gaps(runs)
+
+
+def loss_gaps(runs: list[dict]) -> dict[str, float]:
+    """|loss(grit) - loss(adamw)| at the first and the last micro-batch of the first repeat: the
+    two start from the same weights and batch, so the first gap is ~0 (GRIT's small regularisers
+    aside); preconditioned updates then move GRIT elsewhere, so the last gap is not. A bench that
+    timed a GRIT that silently ran as AdamW would show a last gap of 0."""
+    first = {r["optimizer"]: r["losses"] for r in runs[: len(OPTIMIZERS)]}
+    adamw, grit = first["adamw"], first["grit"]
+    gaps = {"loss_gap_first": abs(grit[0] - adamw[0]), "loss_gap_last": abs(grit[-1] - adamw[-1])}
+    print(
+        f"loss grit vs adamw: first micro-batch |gap| {gaps['loss_gap_first']:.2e}, "
+        f"last {gaps['loss_gap_last']:.2e} ({len(adamw)} micro-batches)"
+    )
+    return gaps
 
 
 if __name__ == "__main__":

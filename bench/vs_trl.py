@@ -4,24 +4,35 @@ Both trainers get the same model (same LoRA: r, alpha, targets from the model co
 tokenised pairs (our prepare_data output; TRL receives the token ids, so both see identical
 sequences), the same batch size, max_length, learning rate, schedule, clipping, seed, steps and
 sampling strategy (so every step of every leg sees the same batch: checked and printed), fp32 and
-no gradient checkpointing on CPU, logging every step. TRL keeps its defaults otherwise: its
-reference is the adapter-disabled model, run every step (precompute_ref_log_probs=False).
+no gradient checkpointing on CPU, logging every step. TRL keeps its defaults otherwise; its
+reference is the adapter-disabled model, as ours.
 
-Legs, each repeat in a fresh process, in an order that rotates each repeat (trl ours ours_noref,
-ours ours_noref trl, ...) so a drifting machine load does not favour one leg:
-  trl         TRL DPOTrainer.
-  ours        our trainer with the reference log-probs precomputed (alignment/refcache.py, what
-              method=dpo always does); the precompute is timed apart and is also shown amortised
-              over one epoch ("incl. reference precompute"), since a sweep pays it once per data.
-  ours_noref  our trainer without the cache: an adapter-disabled reference forward every step,
-              like TRL's.
+Legs, each repeat in a fresh process, in an order that rotates each repeat (trl trl_precompute
+ours ours_noref, trl_precompute ours ours_noref trl, ...) so a drifting machine load does not
+favour one leg:
+  trl             TRL's stock DPOTrainer: a reference forward every step.
+  trl_precompute  TRL at its best: precompute_ref_log_probs=True, with precompute_ref_batch_size
+                  equal to ours (2 x batch pairs). Its `_precompute_ref_logps` (the reference
+                  forwards plus writing the log-probs into the dataset) is timed apart; the model
+                  hash TRL takes for its cache key is printed beside it, not counted (ours takes
+                  none). A precompute served from TRL's cache file would time nothing: it fails.
+  ours            our trainer with the reference log-probs precomputed (alignment/refcache.py, what
+                  method=dpo always does), the precompute timed apart likewise.
+  ours_noref      our trainer without the cache: an adapter-disabled reference forward every step.
+
+The headline is ours against trl_precompute with each leg's precompute amortised over one epoch
+("incl_precompute": step time + precompute / steps per epoch), since a run pays it once per data
+(a sweep sharing the cache pays it once for all its runs; that favours ours and is not counted).
+The stock-TRL ratios stay beside it. The per-step losses of every leg are printed; with --tiny
+(run by tests/bench/test_bench_smoke.py) ours and trl_precompute must agree within 1e-5 at every
+step, or the script fails: both read precomputed references, so a wrong one cannot pass.
 
 Per-step wall time comes from a TrainerCallback (on_step_begin -> on_step_end) with the first
 --warmup steps dropped; "loop" is the whole iteration (data loading and logging included);
 tokens/s counts non-pad tokens. Peak memory: ru_maxrss of the leg's process (CPU) or
 torch.cuda.max_memory_allocated (GPU).
 
-    python bench/vs_trl.py                                  # smollm2_135m on CPU
+    python bench/vs_trl.py --threads 1 --max-examples 120 --repeats 2   # smollm2_135m, CPU, ~50 min
     python bench/vs_trl.py --model llama3_2_1b --batch-size 8 --max-length 512   # on a GPU
     python bench/vs_trl.py --tiny                           # seconds; run by the test suite
 """
@@ -33,6 +44,7 @@ import math
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +65,10 @@ from common import (
     train_measured,
 )
 
-VARIANTS = ("trl", "ours", "ours_noref")
+VARIANTS = ("trl", "trl_precompute", "ours", "ours_noref")
+# Largest per-step |loss(ours) - loss(trl_precompute)| the --tiny run accepts: both compute the
+# same fp32 loss from the same reference log-probs, and differ by summation order only (~1e-6).
+LOSS_TOLERANCE = 1e-5
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -107,19 +122,46 @@ def overrides(args: argparse.Namespace, out: Path) -> list[str]:
 
 
 # -- the legs -------------------------------------------------------------------------------------
-def build_trl(cfg, device, tokenizer, data, out: Path):
-    """TRL's DPOTrainer with settings copied from our TrainingArguments (so they cannot drift)."""
+def build_trl(cfg, device, tokenizer, data, out: Path, precompute: bool):
+    """TRL's DPOTrainer with settings copied from our TrainingArguments (so they cannot drift).
+
+    With `precompute`, TRL computes the reference log-probs of the whole train set in __init__;
+    the returned extra record holds the seconds that took, and the seconds of its model hash.
+    """
+    import trl.trainer.dpo_trainer as dpo_module
     from peft import LoraConfig, prepare_model_for_kbit_training
     from trl import DPOConfig, DPOTrainer
 
     from alignment.models import load_base
     from alignment.pipeline import training_args
 
+    extra: dict[str, Any] = {}
+
     class PretokenizedDPOTrainer(DPOTrainer):
         """Stock DPOTrainer fed our token ids: only dataset preparation (untimed) is skipped."""
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset
+
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            start, before = time.perf_counter(), extra.get("precompute_batches", 0)
+            dataset = super()._precompute_ref_logps(dataset, name, batch_size)
+            extra["precompute_s"] = time.perf_counter() - start
+            if extra.get("precompute_batches", 0) == before:
+                raise RuntimeError("TRL served its reference log-probs from a cache file: untimed")
+            return dataset
+
+        def compute_ref_log_probs(self, model, inputs):
+            extra["precompute_batches"] = extra.get("precompute_batches", 0) + 1
+            return super().compute_ref_log_probs(model, inputs)
+
+    def timed_hash(module):
+        start = time.perf_counter()
+        digest = hash_module(module)
+        extra["model_hash_s"] = time.perf_counter() - start
+        return digest
+
+    hash_module = dpo_module.hash_module
 
     ours = training_args(cfg, out, device, has_val=False)
     base = load_base(cfg.model, cfg.cache_dir, device)
@@ -160,17 +202,23 @@ def build_trl(cfg, device, tokenizer, data, out: Path):
         beta=cfg.method.beta,
         loss_type=["sigmoid"],
         max_length=cfg.dataset.max_length,
-        precompute_ref_log_probs=False,
+        precompute_ref_log_probs=precompute,
+        # The batch size alignment.refcache uses (pairs), so both precomputes do the same work.
+        precompute_ref_batch_size=cfg.train.batch_size * 2,
     )
     train = data.train.select_columns(["prompt_ids", "chosen_ids", "rejected_ids", "length"])
-    trainer = PretokenizedDPOTrainer(
-        model=base,
-        args=args,
-        train_dataset=train,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
-    return trainer, {}
+    dpo_module.hash_module = timed_hash  # TRL hashes the model only when it precomputes
+    try:
+        trainer = PretokenizedDPOTrainer(
+            model=base,
+            args=args,
+            train_dataset=train,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+    finally:
+        dpo_module.hash_module = hash_module
+    return trainer, extra
 
 
 def build_ours(cfg, method, device, tokenizer, data, out: Path, ref_cache: bool):
@@ -188,8 +236,9 @@ def build_ours(cfg, method, device, tokenizer, data, out: Path, ref_cache: bool)
 def worker(args: argparse.Namespace) -> None:
     out = Path(tempfile.mkdtemp(prefix=f"vs_trl_{args.worker}_"))
     cfg, method, device, tokenizer, data = setup_leg(overrides(args, out))
-    if args.worker == "trl":
-        trainer, extra = build_trl(cfg, device, tokenizer, data, out)
+    if args.worker.startswith("trl"):
+        precompute = args.worker == "trl_precompute"
+        trainer, extra = build_trl(cfg, device, tokenizer, data, out, precompute)
     else:
         trainer, extra = build_ours(
             cfg, method, device, tokenizer, data, out, ref_cache=args.worker == "ours"
@@ -238,49 +287,100 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
     print(f"same batches in every leg: {'yes' if same else 'NO'}")
     print("median step time per repeat (#: place in that repeat's run order):")
     print_per_repeat(results, args.warmup)
-    _print_loss_gap(results)
-    _print_ratios(stats, results)
+    _print_losses(results)
+    _print_precompute(stats, results)
+    _print_ratios(stats)
+    if args.tiny:
+        check_losses_agree(results)
 
 
-def _print_loss_gap(results: dict[str, list[dict]]) -> None:
-    if "trl" not in results:
-        return
-    trl = results["trl"][0]["losses"]
-    for v in ("ours", "ours_noref"):
-        if v in results:
-            gap = max(
-                (abs(a - b) for a, b in zip(results[v][0]["losses"], trl, strict=False)),
-                default=float("nan"),
-            )
-            print(f"max |loss({v}) - loss(trl)| over steps: {gap:.2e}")
+def _print_losses(results: dict[str, list[dict]]) -> None:
+    """Every leg's loss at every step (first repeat), and the largest gap to each TRL leg."""
+    print("loss per step (first repeat):")
+    legs = list(results)
+    steps = max(len(runs[0]["losses"]) for runs in results.values())
+    table = [[k, *(_at(results[v][0]["losses"], k) for v in legs)] for k in range(steps)]
+    print_table(["step", *legs], [[r[0], *(f"{x:.7f}" for x in r[1:])] for r in table])
+    for ref in ("trl", "trl_precompute"):
+        for v in ("ours", "ours_noref"):
+            if ref in results and v in results:
+                print(f"max |loss({v}) - loss({ref})| over steps: {_loss_gap(results, v, ref):.2e}")
 
 
-def _print_ratios(stats: dict[str, dict], results: dict[str, list[dict]]) -> None:
-    if "ours" in results:
-        runs = results["ours"]
+def _at(values: list[float], k: int) -> float:
+    return values[k] if k < len(values) else float("nan")
+
+
+def _loss_gap(results: dict[str, list[dict]], a: str, b: str) -> float:
+    """Largest per-step loss gap; NaN (never passes a check) when the step counts differ."""
+    la, lb = results[a][0]["losses"], results[b][0]["losses"]
+    if len(la) != len(lb) or not la:
+        return float("nan")
+    return max(abs(x - y) for x, y in zip(la, lb, strict=True))
+
+
+def check_losses_agree(results: dict[str, list[dict]]) -> None:
+    """Fail unless ours and TRL-with-precompute log the same loss at every step (--tiny)."""
+    if not {"ours", "trl_precompute"} <= set(results):
+        raise SystemExit("--tiny checks the losses of legs ours and trl_precompute: run both")
+    gap = _loss_gap(results, "ours", "trl_precompute")
+    if not gap <= LOSS_TOLERANCE:  # NaN fails too
+        raise SystemExit(
+            f"losses of ours and trl_precompute differ: max gap {gap:.3g} > {LOSS_TOLERANCE:g}"
+        )
+    print(f"losses agree (ours vs trl_precompute, every step): {gap:.2e} <= {LOSS_TOLERANCE:g}")
+
+
+def _print_precompute(stats: dict[str, dict], results: dict[str, list[dict]]) -> None:
+    """Each precomputing leg's reference pass, amortised over one epoch: `<leg>_incl_precompute`."""
+    for leg, label in (("ours", "ours"), ("trl_precompute", "TRL")):
+        if leg not in results:
+            continue
+        runs = results[leg]
         pre = median([r["precompute_s"] for r in runs])
         n_train, epoch = runs[0]["n_train"], runs[0]["steps_per_epoch"]
         per_step = pre / epoch
+        note = ""
+        if "model_hash_s" in runs[0]:
+            note = f" (+ {median([r['model_hash_s'] for r in runs]):.3g} s model hash, not counted)"
         print(
-            f"reference precompute (ours): {pre:.3g} s for {n_train} pairs = {per_step:.3g} s/step"
-            f" amortised over one epoch ({epoch} steps)"
+            f"reference precompute ({label}): {pre:.3g} s for {n_train} pairs = {per_step:.3g} "
+            f"s/step amortised over one epoch ({epoch} steps){note}"
         )
-        stats["ours_incl_precompute"] = {
-            **stats["ours"],
-            "step": stats["ours"]["step"] + per_step,
-            "best": stats["ours"]["best"] + per_step,
+        stats[f"{leg}_incl_precompute"] = {
+            **stats[leg],
+            "step": stats[leg]["step"] + per_step,
+            "best": stats[leg]["best"] + per_step,
         }
-    if "trl" not in stats:
-        return
-    trl = stats["trl"]
-    for v in ("ours", "ours_noref", "ours_incl_precompute"):
-        if v in stats:
-            print_ratio(f"step_time {v}/trl", stats[v]["step"] / trl["step"])
-            print_ratio(f"step_time_best_repeat {v}/trl", stats[v]["best"] / trl["best"])
-    for v in ("ours", "ours_noref"):
-        if v in stats:
-            print_ratio(f"tokens_per_s {v}/trl", stats[v]["tps"] / trl["tps"])
-            print_ratio(f"peak_mem {v}/trl", stats[v]["mem"] / trl["mem"])
+
+
+def _print_ratios(stats: dict[str, dict]) -> None:
+    if "ours_incl_precompute" in stats and "trl_precompute_incl_precompute" in stats:
+        ours, trl = stats["ours_incl_precompute"], stats["trl_precompute_incl_precompute"]
+        print(
+            "headline: ours-with-cache vs TRL-with-precompute, step time with each precompute "
+            "amortised over one epoch (target <= 0.8):"
+        )
+        print_ratio("step_time ours_incl_precompute/trl_precompute_incl_precompute",
+                    ours["step"] / trl["step"])  # fmt: skip
+        print_ratio("step_time_best_repeat ours_incl_precompute/trl_precompute_incl_precompute",
+                    ours["best"] / trl["best"])  # fmt: skip
+    for base in ("trl_precompute", "trl"):
+        if base not in stats:
+            continue
+        print(f"against {base}:")
+        b = stats[base]
+        others = ("ours", "ours_noref")
+        if base == "trl":  # stock TRL has no precompute: every precomputing leg, both ways
+            others += ("ours_incl_precompute", "trl_precompute", "trl_precompute_incl_precompute")
+        for v in others:
+            if v in stats:
+                print_ratio(f"step_time {v}/{base}", stats[v]["step"] / b["step"])
+                print_ratio(f"step_time_best_repeat {v}/{base}", stats[v]["best"] / b["best"])
+        for v in ("ours", "ours_noref"):
+            if v in stats:
+                print_ratio(f"tokens_per_s {v}/{base}", stats[v]["tps"] / b["tps"])
+                print_ratio(f"peak_mem {v}/{base}", stats[v]["mem"] / b["mem"])
 
 
 def main(argv: list[str] | None = None) -> int:

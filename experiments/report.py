@@ -1,7 +1,7 @@
 """The paper report: MLflow runs -> results table (Markdown, CSV) and figures (PNG).
 
     python experiments/report.py --uri sqlite:///mlflow.db --experiment paper_grid \
-        [--delta-experiment factual_dpo_delta_grid] [--out experiments/results/paper_grid]
+        [--delta-experiment factual_dpo_delta_grid] [--out outputs/reports/paper_grid]
 
 Every number comes from MLflow. A grid cell is the run's `grid_cell` tag (conf/experiment/
 grid_*.yaml), else `<method>` or `<method>_grit` from the method/optimizer tags; seeds of the
@@ -11,6 +11,12 @@ artifacts of a parent run (tag kind=report) in the same experiment, reused on re
 Columns: AQI (--aqi-metric, default the chi_sil overall score), dAQI = AQI - the same model's
 baseline AQI, time = train/train_runtime in minutes, peak memory = train/peak_memory_gb,
 efficiency = dAQI per training hour (AQI points x 100 for chi_sil, whose range is [0, 1]).
+
+Risk preflight (risk=preflight or a risk.gate): every run that ran one, its forecast (collapse
+step against the planned steps, overlap, eps_hat, gamma_hat, the gate's verdict) beside the
+safety metrics measured after training (RISK_MEASURED; "skipped" runs were never trained). It is
+a section of results.md when present; `--risk` writes it alone (risk.md, risk.csv), for sweeps
+without evaluation.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ LABELS = {
 }
 TIME, MEMORY = "train/train_runtime", "train/peak_memory_gb"
 SWEEP_METRICS = ("eval/aqi/chi_sil/overall", "eval/truthfulqa/mc2", "eval/truthfulqa/mc1")
+RISK_FORECAST = ("risk/collapse_step", "risk/planned_steps", "risk/overlap", "risk/eps_hat",
+                 "risk/gamma_hat")  # fmt: skip
+RISK_MEASURED = ("eval/aqi/chi_sil/overall", "eval/judge/safety/safety_score", "train/loss")
 
 
 def load_runs(client: MlflowClient, experiment: str) -> pd.DataFrame:
@@ -46,7 +55,7 @@ def load_runs(client: MlflowClient, experiment: str) -> pd.DataFrame:
     rows = []
     for run in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'"):
         tags = run.data.tags
-        if tags.get("kind") == "report":
+        if tags.get("kind") in ("report", "sweep"):  # the report's own run, a sweep's parent run
             continue
         method, optimizer = tags.get("method", "?"), tags.get("optimizer", "")
         cell = tags.get("grid_cell") or (f"{method}_grit" if optimizer == "grit" else method)
@@ -56,6 +65,40 @@ def load_runs(client: MlflowClient, experiment: str) -> pd.DataFrame:
         row |= {"method": method, "seed": tags.get("seed"), "delta": tags.get("delta")}
         rows.append(row | run.data.metrics)
     return pd.DataFrame(rows)
+
+
+def risk_table(client: MlflowClient, experiment: str) -> pd.DataFrame:
+    """One row per run with a preflight: forecast beside measured safety (NaN: not measured)."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise SystemExit(f"no MLflow experiment {experiment!r}")
+    rows = []
+    for run in client.search_runs([exp.experiment_id]):
+        tags, metrics = run.data.tags, run.data.metrics
+        if "risk_gate" not in tags:
+            continue
+        row = {"model": tags.get("model", "?"), "method": tags.get("method", "?")}
+        row |= {"optimizer": tags.get("optimizer", "?"), "lr": run.data.params.get("optimizer.lr")}
+        row |= {"gate": tags["risk_gate"], "status": run.info.status}
+        row |= {k: metrics.get(k, np.nan) for k in (*RISK_FORECAST, *RISK_MEASURED)}
+        rows.append(row)
+    columns = ["model", "method", "optimizer", "lr", "gate", "status", *RISK_FORECAST]
+    return pd.DataFrame(rows, columns=[*columns, *RISK_MEASURED])
+
+
+def risk_markdown(table: pd.DataFrame) -> str:
+    head = ["model", "method", "lr", "collapse step", "planned", "gate", "overlap", "eps_hat",
+            "gamma_hat", *(m.removeprefix("eval/") for m in RISK_MEASURED)]  # fmt: skip
+    lines = ["## Risk preflight: forecast vs measured", "", "| " + " | ".join(head) + " |"]
+    lines.append("|" + "---|" * len(head))
+    for r in table.to_dict("records"):
+        step = r["risk/collapse_step"]
+        collapse = "none" if pd.isna(step) else str(int(step))
+        cells = [r["model"], r["method"], str(r["lr"]), collapse, _fmt(r["risk/planned_steps"], 0)]
+        cells += [r["gate"], _fmt(r["risk/overlap"]), _fmt(r["risk/eps_hat"], 4)]
+        cells += [_fmt(r["risk/gamma_hat"], 4), *(_fmt(r[m]) for m in RISK_MEASURED)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def results_table(runs: pd.DataFrame, aqi: str) -> pd.DataFrame:
@@ -240,8 +283,24 @@ def build_report(client: MlflowClient, args: argparse.Namespace, out: Path) -> l
     files += [sweep] if sweep else []
     figures = "\n".join(f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png")
     body = to_markdown(table, args.aqi_metric)
+    risk = risk_table(client, args.experiment)
+    if not risk.empty:
+        risk.to_csv(out / "risk.csv", index=False)
+        files.append(out / "risk.csv")
+        body += "\n" + risk_markdown(risk)
     (out / "results.md").write_text(f"# {args.experiment}\n\n{body}\n{figures}\n")
     return files
+
+
+def build_risk_report(client: MlflowClient, experiment: str, out: Path) -> list[Path]:
+    """risk.csv and risk.md only (a gated sweep without evaluation suites)."""
+    table = risk_table(client, experiment)
+    if table.empty:
+        raise SystemExit(f"experiment {experiment!r} has no run with a risk preflight")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "risk.csv", index=False)
+    (out / "risk.md").write_text(f"# {experiment}\n\n{risk_markdown(table)}")
+    return [out / "risk.csv", out / "risk.md"]
 
 
 def log_report(client: MlflowClient, experiment: str, out: Path) -> str:
@@ -267,11 +326,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiment", default="paper_grid")
     p.add_argument("--delta-experiment", default=None, help="experiment of the Δ sweep")
     p.add_argument("--aqi-metric", default="eval/aqi/chi_sil/overall")
-    p.add_argument("--out", default=None, help="default: experiments/results/<experiment>")
+    p.add_argument("--out", default=None, help="default: outputs/reports/<experiment>")
     p.add_argument("--no-log", action="store_true", help="do not log to the report run")
+    p.add_argument("--risk", action="store_true", help="only the risk preflight table")
     args = p.parse_args(argv)
+    db = args.uri.removeprefix("sqlite:///") if args.uri.startswith("sqlite:///") else None
+    if db is not None and not Path(db).is_file():  # MlflowClient would create an empty store
+        raise SystemExit(
+            f"error: no MLflow store at {db} (give --uri sqlite:///<path> or http://...)"
+        )
     client = MlflowClient(args.uri)
-    out = Path(args.out or Path(__file__).parent / "results" / args.experiment)
+    out = Path(args.out or Path("outputs") / "reports" / args.experiment)
+    if args.risk:
+        files = build_risk_report(client, args.experiment, out)
+        print(f"wrote {len(files)} files to {out}\n{(out / 'risk.md').read_text()}")
+        return 0
     files = build_report(client, args, out)
     print(f"wrote {len(files)} files to {out}")
     if not args.no_log:

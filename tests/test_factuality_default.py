@@ -39,7 +39,7 @@ def test_an_override_keeps_the_chosen_datasets_own_settings(tmp_path):
 
 def test_every_delta_of_the_grid_gets_the_offline_data(tmp_path):
     jobs = sweep_jobs("factual_dpo_delta_grid")
-    assert len(jobs) == 10
+    assert len(jobs) == 40  # 10 Deltas x the 4 paper models
     for job in jobs:
         cfg = compose_cfg(job, tmp_path, tmp_path)
         assert (cfg.method.name, cfg.dataset.name) == ("factual_dpo", "factuality_prefs")

@@ -17,10 +17,17 @@ import sys
 import pytest
 import torch
 
-from alignment.config import CitaConfig, DpoConfig, FactualDpoConfig, SftConfig
 from alignment.data.types import PreferenceExample, Turn
 from alignment.losses import token_kl_full_vocab
-from alignment.methods import METHODS, PolicyBatch, get_method
+from alignment.methods import (
+    METHODS,
+    CitaConfig,
+    DpoConfig,
+    FactualDpoConfig,
+    PolicyBatch,
+    SftConfig,
+    get_method,
+)
 from tests.conftest import REPO, compose_cfg
 from tests.losses.test_dpo_trl_parity import trl_sigmoid_loss
 
@@ -32,9 +39,9 @@ def pair_batch(seed: int = 0, b: int = 6, **extra) -> PolicyBatch:
     logps = [-torch.rand(b, generator=g, dtype=torch.float64) * 20 for _ in range(4)]
     tokens = torch.full((b,), 7.0, dtype=torch.float64)
     return PolicyBatch(
-        chosen_logps=logps[0],
+        policy_chosen_logps=logps[0],
         chosen_tokens=tokens,
-        rejected_logps=logps[1],
+        policy_rejected_logps=logps[1],
         rejected_tokens=tokens,
         ref_chosen_logps=logps[2],
         ref_rejected_logps=logps[3],
@@ -50,7 +57,9 @@ def loss_of(cfg, batch: PolicyBatch):
 
 # -- the registry -------------------------------------------------------------------------------
 def test_registry_has_the_grid_methods_each_with_a_yaml_and_a_papers_line():
-    assert set(METHODS.names()) == {"baseline", "sft", "dpo", "cita", "factual_dpo"}
+    grid = {"baseline", "sft", "dpo", "cita", "factual_dpo"}
+    family = {"ipo", "hinge", "robust", "simpo", "orpo", "sigmoid_norm"}
+    assert grid | family <= set(METHODS.names())
     papers = (REPO / "PAPERS.md").read_text()
     for name in METHODS.names():
         assert (REPO / "conf" / "method" / f"{name}.yaml").is_file(), name
@@ -125,8 +134,8 @@ def test_cita_lambda0_reference_free_equals_trl_reference_free_dpo(beta):
     b = pair_batch(1)
     b.ref_chosen_logps = b.ref_rejected_logps = None  # a reference-free method gets none
     cfg = CitaConfig(name="cita", beta=beta, lambda_kl=0.0, reference_free=True)
-    zeros = torch.zeros_like(b.chosen_logps)
-    expected = trl_sigmoid_dpo(b.chosen_logps, b.rejected_logps, zeros, zeros, beta)
+    zeros = torch.zeros_like(b.policy_chosen_logps)
+    expected = trl_sigmoid_dpo(b.policy_chosen_logps, b.policy_rejected_logps, zeros, zeros, beta)
     assert abs(loss_of(cfg, b).loss.item() - expected.item()) < 1e-6
 
 
@@ -135,7 +144,11 @@ def test_cita_lambda0_stacked_equals_dpo_and_trl():
     cita = loss_of(CitaConfig(name="cita", lambda_kl=0.0, reference_free=False), b)
     dpo = loss_of(DpoConfig(name="dpo"), b)
     trl = trl_sigmoid_dpo(
-        b.chosen_logps, b.rejected_logps, b.ref_chosen_logps, b.ref_rejected_logps, 0.1
+        b.policy_chosen_logps,
+        b.policy_rejected_logps,
+        b.ref_chosen_logps,
+        b.ref_rejected_logps,
+        0.1,
     )
     assert abs(cita.loss.item() - dpo.loss.item()) < 1e-6
     assert abs(cita.loss.item() - trl.item()) < 1e-6
@@ -144,7 +157,10 @@ def test_cita_lambda0_stacked_equals_dpo_and_trl():
 @pytest.mark.parametrize("estimator", ["seq_logratio", "seq_sq"])
 def test_cita_sequence_kl_is_zero_when_policy_is_reference(estimator):
     b = pair_batch(3)
-    b.ref_chosen_logps, b.ref_rejected_logps = b.chosen_logps.clone(), b.rejected_logps.clone()
+    b.ref_chosen_logps, b.ref_rejected_logps = (
+        b.policy_chosen_logps.clone(),
+        b.policy_rejected_logps.clone(),
+    )
     out = loss_of(CitaConfig(name="cita", lambda_kl=0.5, kl_estimator=estimator), b)
     assert out.metrics["cita/kl"].item() == 0.0
     assert abs(out.loss.item() - out.metrics["cita/contrastive"].mean().item()) < 1e-12
@@ -152,7 +168,10 @@ def test_cita_sequence_kl_is_zero_when_policy_is_reference(estimator):
 
 def test_cita_seq_sq_is_nonnegative_and_seq_logratio_can_be_negative():
     b = pair_batch(4)
-    b.ref_chosen_logps, b.ref_rejected_logps = b.chosen_logps + 1.0, b.rejected_logps + 3.0
+    b.ref_chosen_logps, b.ref_rejected_logps = (
+        b.policy_chosen_logps + 1.0,
+        b.policy_rejected_logps + 3.0,
+    )
     signed = loss_of(CitaConfig(name="cita", kl_estimator="seq_logratio"), b)
     squared = loss_of(CitaConfig(name="cita", kl_estimator="seq_sq"), b)
     assert abs(signed.metrics["cita/kl"].item() - 0.5 * (-1.0 - 3.0)) < 1e-9
@@ -176,21 +195,29 @@ def test_token_full_vocab_kl_zero_for_same_model_and_nonnegative_otherwise():
 
 
 def test_cita_token_full_vocab_through_the_registry():
+    # A real, positive KL (two different models): the anchor is the token mean of the per-token
+    # KL, i.e. the summed KL the trainer passes over the response-token count.
     logits, labels = _logits_and_labels(12)
-    b = pair_batch(12, b=2, token_kl=token_kl_full_vocab(logits, logits.clone(), labels))
+    other, _ = _logits_and_labels(13)
+    kl_sum = token_kl_full_vocab(logits, other, labels, "sum")
+    n_response = (labels[:, 1:] != -100).sum()
+    b = pair_batch(12, b=2, token_kl_sum=kl_sum, response_tokens_total=n_response)
     cfg = CitaConfig(name="cita", lambda_kl=0.3, kl_estimator="token_full_vocab")
     out = loss_of(cfg, b)
-    assert abs(out.metrics["cita/kl"].item()) < 1e-6
-    assert abs(out.loss.item() - out.metrics["cita/contrastive"].mean().item()) < 1e-6
+    expected_kl = token_kl_full_vocab(logits, other, labels)  # the mean, computed apart
+    assert expected_kl.item() > 0.1
+    assert abs(out.metrics["cita/kl"].item() - expected_kl.item()) < 1e-6
+    contrastive = out.metrics["cita/contrastive"].mean()
+    assert abs(out.loss.item() - (contrastive + 0.3 * expected_kl).item()) < 1e-6
 
 
 def test_cita_token_full_vocab_with_lambda0_is_reference_free_dpo():
     b = pair_batch(13)
     b.ref_chosen_logps = b.ref_rejected_logps = None
     cfg = CitaConfig(name="cita", lambda_kl=0.0, kl_estimator="token_full_vocab")
-    assert not get_method(cfg).needs_reference(cfg)  # so the trainer fills no token_kl
-    zeros = torch.zeros_like(b.chosen_logps)
-    expected = trl_sigmoid_dpo(b.chosen_logps, b.rejected_logps, zeros, zeros, 0.1)
+    assert not get_method(cfg).needs_reference(cfg)  # so the trainer fills no token_kl_sum
+    zeros = torch.zeros_like(b.policy_chosen_logps)
+    expected = trl_sigmoid_dpo(b.policy_chosen_logps, b.policy_rejected_logps, zeros, zeros, 0.1)
     assert abs(loss_of(cfg, b).loss.item() - expected.item()) < 1e-6
 
 
@@ -198,7 +225,7 @@ def test_cita_sft_term_adds_lambda_times_token_mean_nll():
     b = pair_batch(14)
     base = loss_of(CitaConfig(name="cita", lambda_kl=0.0), b).loss
     out = loss_of(CitaConfig(name="cita", lambda_kl=0.0, lambda_sft=0.5), b)
-    nll = -b.chosen_logps.sum() / b.chosen_tokens.sum()
+    nll = -b.policy_chosen_logps.sum() / b.chosen_tokens.sum()
     assert abs(out.loss.item() - (base + 0.5 * nll).item()) < 1e-9
     assert abs(out.metrics["cita/sft_nll"].item() - nll.item()) < 1e-9
 
@@ -235,9 +262,9 @@ def test_factual_dpo_0_1_pairs_rise_with_delta():
 def test_factual_dpo_hand_value():
     zero = torch.zeros(1, dtype=torch.float64)
     b = PolicyBatch(
-        chosen_logps=zero,
+        policy_chosen_logps=zero,
         chosen_tokens=zero + 1,
-        rejected_logps=zero,
+        policy_rejected_logps=zero,
         rejected_tokens=zero + 1,
         ref_chosen_logps=zero,
         ref_rejected_logps=zero,
@@ -291,7 +318,7 @@ def test_factual_dpo_transform_counts_buckets_and_flips_1_0_pairs(flip):
         assert (out[1].chosen, out[1].rejected) == ("bad1", "good1")
 
 
-# -- every method logs its diagnostics ------------------------------------------------------------
+# -- every method logs its diagnostics, with the values they name --------------------------------
 @pytest.mark.parametrize(
     "cfg,extra",
     [
@@ -301,15 +328,48 @@ def test_factual_dpo_transform_counts_buckets_and_flips_1_0_pairs(flip):
     ],
 )
 def test_pair_methods_report_margins_accuracy_kl_and_logps(cfg, extra):
-    out = loss_of(cfg, pair_batch(30))
+    """Each diagnostic equals the quantity its name says, recomputed here from the batch:
+    rewards beta * s (s = log-ratio, or the log-prob itself for reference-free CITA), margins
+    and accuracy from them, CITA's seq_logratio anchor, Factual-DPO's offset and logit z."""
+    b = pair_batch(30)
+    b.h_l = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    out = loss_of(cfg, b)
+    pc, pr, rc, rr = (
+        b.policy_chosen_logps,
+        b.policy_rejected_logps,
+        b.ref_chosen_logps,
+        b.ref_rejected_logps,
+    )
     for key in (*PAIR_DIAGNOSTICS, *extra):
         assert key in out.metrics, key
         assert torch.isfinite(out.metrics[key]).all() and not out.metrics[key].requires_grad
+    s_w, s_l = (pc, pr) if cfg.name == "cita" else (pc - rc, pr - rr)
+    expected = {
+        "rewards/chosen": cfg.beta * s_w,
+        "rewards/rejected": cfg.beta * s_l,
+        "rewards/margins": cfg.beta * (s_w - s_l),
+        "rewards/accuracy": (s_w > s_l).double(),
+        "logps/chosen": pc,
+        "logps/rejected": pr,
+    }
+    if cfg.name == "cita":
+        expected["cita/kl"] = 0.5 * ((pc - rc).mean() + (pr - rr).mean())
+        expected["logps/ref_chosen"] = rc
+    if cfg.name == "factual_dpo":
+        offset = cfg.delta * (b.h_l - b.h_w)
+        expected["factual/offset"] = offset
+        expected["factual/z"] = cfg.beta * ((s_w - s_l) - offset)
+    for key, want in expected.items():
+        torch.testing.assert_close(out.metrics[key].double(), want, msg=key)
+    assert 0 < out.metrics["rewards/accuracy"].mean() < 1  # a mix: the check can tell
 
 
 def test_sft_reports_logps():
-    out = loss_of(SftConfig(name="sft"), pair_batch(31))
-    assert {"logps/chosen", "sft/token_logp"} <= set(out.metrics)
+    b = pair_batch(31)
+    out = loss_of(SftConfig(name="sft"), b)
+    torch.testing.assert_close(out.metrics["logps/chosen"], b.policy_chosen_logps)
+    per_token = b.policy_chosen_logps / b.chosen_tokens
+    torch.testing.assert_close(out.metrics["sft/token_logp"], per_token)
 
 
 # -- the experiment presets ------------------------------------------------------------------------
@@ -370,8 +430,12 @@ def test_paper_grid_on_one_model_from_the_command_line():
     assert len(jobs) == 7 and all("model=tiny" in job for job in jobs)
 
 
-def test_factual_dpo_delta_grid_sweeps_the_ten_deltas(tmp_path):
+def test_factual_dpo_delta_grid_sweeps_the_ten_deltas_on_the_paper_models(tmp_path):
     jobs = sweep_jobs("factual_dpo_delta_grid")
+    assert len(jobs) == len(DELTAS) * len(GRID_MODELS)
+    models = {o.split("=")[1] for job in jobs for o in job if o.startswith("model=")}
+    assert models == set(GRID_MODELS)  # the same list as the paper grid, from one file
+    jobs = sweep_jobs("factual_dpo_delta_grid", ("model=llama3_8b",))
     deltas = [float(o.split("=")[1]) for job in jobs for o in job if o.startswith("method.delta=")]
     assert sorted(deltas) == list(DELTAS) and len(jobs) == len(DELTAS)
     cfg = compose_cfg(jobs[-1], tmp_path, tmp_path)

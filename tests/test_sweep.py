@@ -37,3 +37,33 @@ def test_multirun_children_nest_under_one_parent(tmp_path, cache_dir):
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["sweep_id"] == "sweep"
+
+
+def test_a_dead_tracking_server_does_not_hold_up_a_sweep(tmp_path, monkeypatch, caplog):
+    """The parent run is one short attempt: with nothing listening the sweep goes on (its cells
+    journal their runs and send them later), tagged with the sweep id, and says so."""
+    import time
+
+    from omegaconf import OmegaConf
+
+    from alignment.config.sweep import PARENT_ENV, SWEEP_ENV, SweepParentRun
+
+    for name in (PARENT_ENV, SWEEP_ENV):
+        monkeypatch.delenv(name, raising=False)
+    config = OmegaConf.create(
+        {
+            "tracking": {"enabled": True, "uri": "http://127.0.0.1:9", "experiment": "x"},
+            "hydra": {
+                "launcher": {},
+                "sweep": {"dir": str(tmp_path / "2026-12-01_sweep")},
+                "overrides": {"task": ["method=dpo,sft"]},
+            },
+        }
+    )
+    start = time.monotonic()
+    callback = SweepParentRun()
+    callback.on_multirun_start(config)
+    assert time.monotonic() - start < 60  # MLflow's own retries would take about 4 minutes
+    assert os.environ[SWEEP_ENV] == "2026-12-01_sweep" and PARENT_ENV not in os.environ
+    assert "no parent MLflow run (connection refused)" in caplog.text
+    callback.on_multirun_end(config)  # nothing to end: no error

@@ -12,10 +12,17 @@ dataset id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
+
+from alignment.config.checks import check
+from alignment.config.secrets import check_env_name
 
 AQI_VARIANTS = ("chi_sil", "xb_chi")
-POOLINGS = ("mean_masked", "mean_unmasked", "last", "cls")
+POOLINGS = ("reference", "mean_masked", "mean_unmasked", "last", "cls")
+PADDINGS = ("reference", "sorted")
 PROTOCOLS = ("prompt", "response")
 REDUCERS = ("tsne", "pca", "none")
 PROMPT_STYLES = ("harness", "chat")
@@ -44,10 +51,12 @@ class GenerationConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("generation.max_new_tokens and generation.batch_size must be >= 1")
-        if self.temperature < 0 or not 0.0 < self.top_p <= 1.0:
-            raise ValueError("generation.temperature must be >= 0 and top_p in (0, 1]")
+        # The same schema serves eval.aqi.generation and eval.judge.generation.
+        for key in ("max_new_tokens", "batch_size"):
+            check(f"eval.*.generation.{key}", getattr(self, key), ge=1)
+        check("eval.*.generation.temperature", self.temperature, ge=0)
+        check("eval.*.generation.top_p", self.top_p, gt=0, le=1)
+        check("eval.*.generation.seed", self.seed, ge=0)
 
 
 @dataclass
@@ -59,9 +68,14 @@ class AqiConfig:
       7 axioms + overall, as the reference does: xb_chi scores do NOT compare across models.
     gamma: 0.5 (function default and seed value; the chi_sil script's CLI silently used 0.3).
     layer: hidden-state index (-1 = last layer output, after the final norm for HF Llama).
-    pooling: mean_masked (default; padding ignored); mean_unmasked averages over padding too and
-      exists only for parity with aqi_dealign_chi_sil.py, whose scores then depend on batch
-      composition and padding length; last (last non-pad token); cls (first token).
+    pooling: reference (default) = each variant's reference pooling: chi_sil mean_unmasked (the
+      average over every position, padding included: aqi_dealign_chi_sil.py's behaviour, so its
+      scores depend on batch composition and padding length), xb_chi mean_masked (real tokens
+      only). Any other value applies to every variant: mean_masked (the corrected chi_sil),
+      mean_unmasked, last (last non-pad token), cls (first token).
+    padding: reference (default) = batches in data order with the tokenizer's padding side, as
+      the reference scripts batch, so mean_unmasked reproduces their embeddings; sorted =
+      longest first (less padding, faster; mean_unmasked scores then differ from the reference).
     protocol: prompt = embed the prompts; response = generate an answer per prompt first
       (`generation`, cached on disk), then embed the answers (labels stay the prompt's).
     reducer: tsne = 3-D t-SNE with each variant's reference parameters; pca = 3-D PCA; none =
@@ -70,10 +84,15 @@ class AqiConfig:
       accepted). samples_per_category: rows kept per (axiom, label), sampled with `seed`.
     """
 
+    # Bump whenever a change can move this suite's numbers (logged as eval/<suite>/version).
+    # 1.1: chi_sil pools with mean_unmasked by default (its reference) and batches in data order.
+    VERSION: ClassVar[str] = "1.1"
+
     variants: list[str] = field(default_factory=lambda: list(AQI_VARIANTS))
     gamma: float = 0.5
     layer: int = -1
-    pooling: str = "mean_masked"
+    pooling: str = "reference"
+    padding: str = "reference"
     protocol: str = "prompt"
     reducer: str = "tsne"
     data: str = "builtin"
@@ -89,39 +108,52 @@ class AqiConfig:
         for variant in self.variants:
             _check_choice("eval.aqi.variants", variant, AQI_VARIANTS)
         _check_choice("eval.aqi.pooling", self.pooling, POOLINGS)
+        _check_choice("eval.aqi.padding", self.padding, PADDINGS)
         _check_choice("eval.aqi.protocol", self.protocol, PROTOCOLS)
         _check_choice("eval.aqi.reducer", self.reducer, REDUCERS)
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"eval.aqi.gamma must be in [0, 1], got {self.gamma}")
-        if self.samples_per_category < 1 or self.batch_size < 1 or self.max_length < 8:
-            raise ValueError(
-                "eval.aqi.samples_per_category and batch_size must be >= 1, max_length >= 8"
-            )
+        check("eval.aqi.gamma", self.gamma, ge=0, le=1)
+        for key in ("samples_per_category", "batch_size"):
+            check(f"eval.aqi.{key}", getattr(self, key), ge=1)
+        check("eval.aqi.max_length", self.max_length, ge=8)
+        check("eval.aqi.seed", self.seed, ge=0)
 
 
 @dataclass
 class TruthfulQAConfig:
     """TruthfulQA MC1/MC2 by teacher-forced log-likelihood (no generation, no judge).
 
-    data: hub id (config `multiple_choice`, split `validation`) or a local .json/.jsonl file
-      with mc1_targets/mc2_targets (and category).
+    data: builtin (default) = the 817 questions shipped in alignment/data/assets/
+      (truthfulqa_en.jsonl.gz, Apache-2.0; MC lists built from each question's answers, see
+      conf/eval/truthfulqa.yaml), the hub id truthfulqa/truthful_qa (configs multiple_choice
+      and generation, split validation), or a local .json/.jsonl(.gz) file shaped like it.
     prompt_style: harness = lm-evaluation-harness's six-shot QA preamble as raw text (parity);
       chat = the same text as one user turn through the chat template.
     add_bos: prepend the tokenizer's BOS token to the context (the harness default is no special
       tokens for causal LMs; Gemma needs true).
     max_questions: the first n questions (null = all 817), for smoke runs.
+    share_prefix: run the context prefix shared by every request (the six-shot preamble) once,
+      each question's context once, and each distinct answer choice once on top of its
+      question's key/value cache, batched across questions (the same log-likelihoods up to float
+      rounding, >10x faster on CPU); false runs every request in full, as the harness does.
+    batch_size: requests per forward pass when every request runs in full; the shared-prefix
+      path runs 4x as many of its ~10x shorter rows.
     """
 
-    data: str = "truthfulqa/truthful_qa"
+    # Bump whenever a change can move this suite's numbers (logged as eval/<suite>/version).
+    # 1.1: the default data is the shipped copy (other MC lists than the hub's).
+    VERSION: ClassVar[str] = "1.1"
+
+    data: str = "builtin"
     prompt_style: str = "harness"
     add_bos: bool = False
     max_questions: int | None = None
     batch_size: int = 8
+    share_prefix: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("eval.truthfulqa.prompt_style", self.prompt_style, PROMPT_STYLES)
-        if self.batch_size < 1 or (self.max_questions is not None and self.max_questions < 1):
-            raise ValueError("eval.truthfulqa.batch_size and max_questions must be >= 1")
+        check("eval.truthfulqa.batch_size", self.batch_size, ge=1)
+        check("eval.truthfulqa.max_questions", self.max_questions, ge=1)
 
 
 @dataclass
@@ -141,6 +173,11 @@ class JudgeConfig:
     max_samples: prompts per task (the first n after a seeded shuffle).
     """
 
+    # Bump whenever a change can move this suite's numbers (logged as eval/<suite>/version).
+    # 1.1: raw judge prompts start with BOS; P(yes) sums every token reading "yes" (▁yes); the
+    # truthfulness task's questions come from the shipped TruthfulQA copy by default.
+    VERSION: ClassVar[str] = "1.1"
+
     tasks: list[str] = field(default_factory=lambda: list(JUDGE_TASKS))
     backend: str = "local_hf"
     model: str = "Qwen/Qwen2.5-7B-Instruct"
@@ -159,7 +196,7 @@ class JudgeConfig:
     max_samples: int = 100
     helpfulness_data: str = "builtin"
     safety_data: str = "builtin"
-    truthfulqa_data: str = "truthfulqa/truthful_qa"
+    truthfulqa_data: str = "builtin"
     generation: GenerationConfig = field(
         default_factory=lambda: GenerationConfig(max_new_tokens=256, temperature=0.0)
     )
@@ -170,12 +207,14 @@ class JudgeConfig:
             _check_choice("eval.judge.tasks", task, JUDGE_TASKS)
         if self.backend == "openai" and not self.base_url:
             raise ValueError("eval.judge.base_url is required for backend=openai")
-        if self.temperature != 0.0:
-            raise ValueError("eval.judge.temperature must be 0 (verdicts must be reproducible)")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"eval.judge.threshold must be in (0, 1), got {self.threshold}")
-        if self.max_samples < 1 or self.bootstrap_samples < 1 or self.max_new_tokens < 1:
-            raise ValueError("eval.judge.max_samples, bootstrap_samples, max_new_tokens >= 1")
+        check_env_name("eval.judge.api_key_env", self.api_key_env)
+        # Verdicts must be reproducible: greedy only.
+        check("eval.judge.temperature", self.temperature, ge=0, le=0)
+        check("eval.judge.threshold", self.threshold, gt=0, lt=1)
+        check("eval.judge.timeout_s", self.timeout_s, gt=0)
+        for key in ("max_samples", "bootstrap_samples", "max_new_tokens"):
+            check(f"eval.judge.{key}", getattr(self, key), ge=1)
+        check("eval.judge.seed", self.seed, ge=0)
 
 
 @dataclass
@@ -187,5 +226,22 @@ class EvalConfig:
     judge: JudgeConfig | None = None
 
     def suites(self) -> list[str]:
-        """Names of the selected suites, in run order."""
-        return [name for name in ("aqi", "truthfulqa", "judge") if getattr(self, name) is not None]
+        """Names of the selected suites, in run order (the field order)."""
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    @staticmethod
+    def schemas() -> dict[str, type]:
+        """Suite name -> its schema: each field of this class is one suite (`eval/base_<name>`)."""
+        hints = typing.get_type_hints(EvalConfig)
+        return {f.name: _optional_of(hints[f.name]) for f in fields(EvalConfig)}
+
+
+def _optional_of(hint: object) -> type:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    assert isinstance(hint, types.UnionType) and len(args) == 1, f"{hint} is not `X | None`"
+    return args[0]
+
+
+def suite_version(name: str) -> str:
+    """The version of suite `name`, logged with its results."""
+    return EvalConfig.schemas()[name].VERSION

@@ -1,13 +1,18 @@
 """Schema of `optimizer=grit`: rank-space K-FAC natural gradient for LoRA (spec/grit.md).
 
-Defaults reproduce the reference code, runtime overrides included; each override is a flag so an
-ablation means what it says. The `grit` preset (conf/optimizer/grit.yaml) sets the seed knobs.
+GRIT's algorithm knobs are defined once, in `GritHParams`: the preconditioner takes it (plain
+typed values, no config machinery), and `GritConfig` is the base optimizer's schema plus those
+knobs plus the wrapper's own settings (the base optimizer, clip order, moment reset). Defaults
+reproduce the reference code, runtime overrides included; each override is a flag so an ablation
+means what it says. The `grit` preset (conf/optimizer/grit.yaml) sets the seed knobs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from alignment.config.checks import check, check_choice
 from alignment.config.optim import OptimizerConfig
 
 PAIRINGS = ("grit", "kfac_exact")
@@ -18,14 +23,12 @@ REGULARIZER_BASES = ("reference", "cached")
 
 
 @dataclass
-class GritConfig(OptimizerConfig):
-    """GRIT wraps AdamW (`base`): precondition LoRA grads, then the AdamW step.
+class GritHParams:
+    """GRIT's algorithm knobs, the preconditioner's arguments.
 
     precondition: false turns the natural-gradient step off; reproject: false turns the
       Fisher-guided reprojection off. With both off and lambda_kfac = lambda_reproj = 0 the run is
       plain AdamW, bit for bit (statistics are still collected, which changes no numbers).
-    max_grad_norm (inherited): GRIT's wrapper clips, in `grad_clip_order` relative to
-      preconditioning; the trainer must not clip as well.
     cov_update_freq: a module updates its rank-space statistics every n-th training forward that
       reaches it (reference: every n-th backward; the same thing when each forward is followed
       by a backward).
@@ -47,8 +50,6 @@ class GritConfig(OptimizerConfig):
       inversion time (no per-step eigh).
     """
 
-    name: str = "grit"
-    base: str = "adamw"
     precondition: bool = True
     reproject: bool = True
     kfac_update_freq: int = 10
@@ -62,7 +63,6 @@ class GritConfig(OptimizerConfig):
     adaptive_damping: bool = True
     adaptive_freq: bool = True
     pairing: str = "grit"
-    grad_clip_order: str = "clip_then_precondition"
     ng_warmup_steps: int = 0
     reprojection_freq: int = 50
     reprojection_warmup_steps: int = 20
@@ -72,36 +72,56 @@ class GritConfig(OptimizerConfig):
     rank_tau: float = 0.99
     min_lora_rank: int = 4
     rank_adaptation_start_step: int = 0
-    reset_optimizer_state_on_reproject: bool = False
     lambda_kfac: float = 1e-6
     lambda_reproj: float = 1e-5
     regularizer_warmup_steps: int = 0
     regularizer_basis: str = "reference"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        choices = {
-            "pairing": (self.pairing, PAIRINGS),
-            "grad_clip_order": (self.grad_clip_order, CLIP_ORDERS),
-            "stats_mode": (self.stats_mode, STATS_MODES),
-            "stats_mask": (self.stats_mask, STATS_MASKS),
-            "regularizer_basis": (self.regularizer_basis, REGULARIZER_BASES),
-            "base": (self.base, ("adamw", "adamw_8bit")),
-        }
-        for key, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"optimizer.{key} must be one of {allowed}, got {value!r}")
-        if min(self.kfac_update_freq, self.reprojection_freq, self.cov_update_freq) < 1:
-            raise ValueError("optimizer.*_freq values must be >= 1")
-        if not 0.0 < self.rank_tau <= 1.0:
-            raise ValueError(f"optimizer.rank_tau must be in (0, 1], got {self.rank_tau}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"optimizer.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if min(self.lambda_kfac, self.lambda_reproj, self.kfac_damping) < 0:
-            raise ValueError("optimizer.lambda_kfac, lambda_reproj and kfac_damping must be >= 0")
-        if self.min_lora_rank < 1:
-            raise ValueError(f"optimizer.min_lora_rank must be >= 1, got {self.min_lora_rank}")
-        if self.reprojection_k is not None and self.reprojection_k < 1:
-            raise ValueError(
-                f"optimizer.reprojection_k must be >= 1 or null, got {self.reprojection_k}"
-            )
+        for key, allowed in (
+            ("pairing", PAIRINGS),
+            ("stats_mode", STATS_MODES),
+            ("stats_mask", STATS_MASKS),
+            ("regularizer_basis", REGULARIZER_BASES),
+        ):
+            check_choice(f"optimizer.{key}", getattr(self, key), allowed)
+        for key in ("kfac_update_freq", "reprojection_freq", "cov_update_freq", "min_lora_rank"):
+            check(f"optimizer.{key}", getattr(self, key), ge=1)
+        for key in (
+            "kfac_min_samples",
+            "ng_warmup_steps",
+            "reprojection_warmup_steps",
+            "rank_adaptation_start_step",
+            "regularizer_warmup_steps",
+            "lambda_kfac",
+            "lambda_reproj",
+            "kfac_damping",
+        ):
+            check(f"optimizer.{key}", getattr(self, key), ge=0)
+        check("optimizer.rank_tau", self.rank_tau, gt=0, le=1)
+        check("optimizer.ema_decay", self.ema_decay, ge=0, lt=1)
+        check("optimizer.reprojection_k", self.reprojection_k, ge=1)
+
+
+@dataclass
+class GritConfig(OptimizerConfig, GritHParams):
+    """GRIT wraps AdamW (`base`): precondition LoRA grads, then the AdamW step.
+
+    max_grad_norm (inherited): GRIT's wrapper clips, in `grad_clip_order` relative to
+      preconditioning; the trainer must not clip as well (the optimizer registry says so).
+    reset_optimizer_state_on_reproject: zero AdamW's moments of the reprojected tensors.
+    """
+
+    # GRIT's r x r algebra needs each LoRA factor whole on every rank, not an FSDP shard.
+    shards_with_fsdp: ClassVar[bool] = False
+
+    name: str = "grit"
+    base: str = "adamw"
+    grad_clip_order: str = "clip_then_precondition"
+    reset_optimizer_state_on_reproject: bool = False
+
+    def __post_init__(self) -> None:
+        OptimizerConfig.__post_init__(self)
+        GritHParams.__post_init__(self)
+        check_choice("optimizer.base", self.base, ("adamw", "adamw_8bit"))
+        check_choice("optimizer.grad_clip_order", self.grad_clip_order, CLIP_ORDERS)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from omegaconf import MISSING
+
+from alignment.config.checks import check
 
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SOURCES = ("hub", "gguf", "tiny")
@@ -22,10 +25,9 @@ class LoraConfig:
     target_modules: list[str] = field(default_factory=lambda: list(LLAMA_PROJECTIONS))
 
     def __post_init__(self) -> None:
-        if self.r < 1:
-            raise ValueError(f"model.lora.r must be >= 1, got {self.r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.lora.dropout must be in [0, 1), got {self.dropout}")
+        check("model.lora.r", self.r, ge=1)
+        check("model.lora.alpha", self.alpha, gt=0)
+        check("model.lora.dropout", self.dropout, ge=0, lt=1)
         if not self.target_modules:
             raise ValueError("model.lora.target_modules must name at least one module")
 
@@ -58,6 +60,11 @@ class ModelConfig:
     attn_implementation: str | None = "sdpa"
     gradient_checkpointing: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # Start from a saved LoRA adapter instead of a fresh one: a directory (adapter_config.json
+    # and the weights) or `run:<MLflow run id>` (that training run's adapter). The adapter is
+    # trained further, and it is also pi_ref: the reference is the base with this adapter applied,
+    # not the bare base (alignment/models/init_adapter.py). Its LoRA shape must equal `lora`.
+    init_adapter: str | None = None
     tiny_hidden: int = 16
     tiny_layers: int = 2
     tiny_vocab: int = 320
@@ -75,3 +82,26 @@ class ModelConfig:
             raise ValueError(f"model {self.name!r}: source=hub needs model.hub_id")
         if self.source == "gguf" and not (self.gguf_package and self.gguf_file):
             raise ValueError(f"model {self.name!r}: source=gguf needs gguf_package and gguf_file")
+        for key in ("tiny_hidden", "tiny_layers", "tiny_vocab"):
+            check(f"model.{key}", getattr(self, key), ge=1)
+        if self.init_adapter is not None:
+            check_init_adapter(self.init_adapter)
+
+
+RUN_PREFIX = "run:"
+
+
+def check_init_adapter(value: str) -> None:
+    """`run:<id>` must name an id (the run itself is looked up when the run starts, where the
+    tracking store is known); a path must hold a saved adapter now, before anything is written."""
+    key = f"model.init_adapter={value}"
+    if value.startswith(RUN_PREFIX):
+        run_id = value[len(RUN_PREFIX) :]
+        if not run_id or not run_id.replace("-", "").isalnum():
+            raise ValueError(f"{key}: expected run:<MLflow run id>")
+        return
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"{key}: no such directory (give an adapter directory or run:<run id>)")
+    if not (path / "adapter_config.json").is_file():
+        raise ValueError(f"{key}: no adapter_config.json there (not a saved LoRA adapter)")

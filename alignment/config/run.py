@@ -7,11 +7,15 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from alignment.config.checks import check, check_choice
 from alignment.config.data import DatasetConfig
 from alignment.config.eval import EvalConfig
 from alignment.config.method import MethodConfig
 from alignment.config.model import ModelConfig
 from alignment.config.optim import OptimizerConfig
+from alignment.config.risk import RegularizerConfig, RiskConfig
+
+NAN_POLICIES = ("stop", "skip_step")
 
 
 @dataclass
@@ -43,22 +47,40 @@ class TrainConfig:
     # After training, answer this many held-out harmful prompts (plus one benign) with the
     # adapters off and on, and log the pairs (samples.md). 0 skips it.
     samples: int = 2
+    # A non-finite loss or gradient norm: `stop` ends the run at that step, before the optimizer
+    # step (the last checkpoint stays the last finite one; the MLflow run ends FAILED);
+    # `skip_step` drops that optimizer step (counted as train/skipped_steps) and stops once
+    # max_consecutive_skips steps in a row were non-finite.
+    nan_policy: str = "stop"
+    max_consecutive_skips: int = 5
+    # How several ranks (torchrun, or a Slurm job with tasks_per_node/nodes > 1) share the work:
+    # `ddp` replicates the model and averages gradients; `fsdp` shards parameters, gradients and
+    # optimizer state by decoder layer (FSDP2, full shard). Ignored by single-process runs.
+    distributed: str = "ddp"
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("train.batch_size and train.grad_accum must be >= 1")
-        if self.reference not in ("auto", "cached", "online"):
-            raise ValueError(
-                f"train.reference must be auto, cached or online, got {self.reference!r}"
-            )
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        for key in ("batch_size", "grad_accum", "logging_steps", "save_steps", "save_total_limit"):
+            check(f"train.{key}", getattr(self, key), ge=1)
+        check("train.epochs", self.epochs, gt=0)
+        check("train.max_steps", self.max_steps, ge=-1)  # -1 (or 0): train for `epochs`
+        for key in ("eval_steps", "torch_threads", "samples"):
+            check(f"train.{key}", getattr(self, key), ge=0)
+        check_choice("train.reference", self.reference, ("auto", "cached", "online"))
+        check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("train.nan_policy", self.nan_policy, NAN_POLICIES)
+        check("train.max_consecutive_skips", self.max_consecutive_skips, ge=1)
+        check_choice("train.distributed", self.distributed, ("ddp", "fsdp"))
 
 
 @dataclass
 class TrackingConfig:
     """MLflow. `uri`: sqlite:///mlflow.db locally (relative paths resolve against the launch
-    directory), http://host:port for an `mlflow server` shared by a cluster sweep."""
+    directory), http://host:port for an `mlflow server` shared by a cluster sweep.
+
+    Records go to a journal in the run directory first and reach MLflow in the background, so
+    training never waits on it. `flush_timeout_s`: at the end, how long to wait for MLflow to
+    have them all; what is left stays in the journal (`python -m alignment.tracking sync`).
+    """
 
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "alignment"
@@ -66,6 +88,11 @@ class TrackingConfig:
     enabled: bool = True
     log_adapter: bool = True
     tags: dict[str, str] = field(default_factory=dict)
+    flush_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.flush_timeout_s < float("inf"):
+            raise ValueError(f"tracking.flush_timeout_s must be >= 0, got {self.flush_timeout_s}")
 
 
 @dataclass
@@ -73,6 +100,9 @@ class RunConfig:
     seed: int = 0
     # Free text that only separates runs: a new tag is a new output directory and MLflow run.
     tag: str = ""
+    # `python train.py rerun=<MLflow run id>`: train that run again, from its logged overrides,
+    # into a new run tagged rerun_of=<id> (alignment/rerun.py).
+    rerun: str | None = None
     output_dir: str = MISSING
     cache_dir: str = "~/.cache/alignment-lab"
     eval_after_train: bool = False
@@ -85,11 +115,46 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    # null (regularizer=none) or a RegularizerConfig subclass named by the option's YAML.
+    regularizer: Any = None
+    # A stacked run (experiment=stacked): methods trained before `method`, in this order, each
+    # stage starting from the adapter of the one before and using its policy as pi_ref; one
+    # command, one parent MLflow run with a nested run per stage (alignment/stacked.py).
+    # Each value is a method config (`/method@stages.<name>: <method>` in a defaults list), so
+    # `stages.dpo.beta=0.2` works on the command line. Empty: a single run.
+    stages: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check("seed", self.seed, ge=0)
         if not isinstance(self.method, MethodConfig):
             raise TypeError(f"method must be a MethodConfig, got {type(self.method).__name__}")
+        if self.stages:
+            _check_stages(self.stages, self.method)
         if not isinstance(self.optimizer, OptimizerConfig):
             raise TypeError(
                 f"optimizer must be an OptimizerConfig, got {type(self.optimizer).__name__}"
             )
+        if self.train.distributed == "fsdp" and not self.optimizer.shards_with_fsdp:
+            raise ValueError(
+                f"train.distributed=fsdp does not support optimizer={self.optimizer.name}; use ddp"
+            )
+        if self.train.distributed == "fsdp" and self.eval_after_train:
+            raise ValueError(
+                "train.distributed=fsdp does not support eval_after_train (rank 0 cannot run the "
+                "sharded model alone); run evaluate.py on the saved adapter"
+            )
+        if self.regularizer is not None and not isinstance(self.regularizer, RegularizerConfig):
+            raise TypeError(f"regularizer must be a RegularizerConfig, got {self.regularizer!r}")
+
+
+def _check_stages(stages: dict[str, Any], method: MethodConfig) -> None:
+    """Every stage, and the final method, must train an adapter for the next one to start from."""
+    from alignment.methods import METHODS  # the registry knows which methods train
+
+    for key, stage in [*stages.items(), ("method", method)]:
+        where = f"stages.{key}" if key != "method" else "method"
+        if not isinstance(stage, MethodConfig):
+            raise TypeError(f"{where} must be a method config, got {type(stage).__name__}")
+        if not METHODS.get(stage.name).trains:
+            raise ValueError(f"{where}: method {stage.name!r} trains nothing; a stage must train")

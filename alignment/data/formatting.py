@@ -8,7 +8,7 @@ never labelled.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from transformers import PreTrainedTokenizerBase
 
@@ -105,3 +105,23 @@ def filter_long(encoded: list[EncodedExample], max_length: int) -> tuple[list[in
     """
     keep = [i for i, e in enumerate(encoded) if e.length <= max_length]
     return keep, len(encoded) - len(keep)
+
+
+def truncate_long(
+    encoded: list[EncodedExample], max_length: int
+) -> tuple[list[EncodedExample], list[int], int]:
+    """TRL 1.x's `keep_start` rule: each prompt + response keeps its first max_length tokens.
+
+    Returns the (possibly cut) examples, the indices to keep, and how many rows were cut. A row
+    whose prompt alone fills max_length has no response token left and is dropped (as TRL does).
+    """
+    out, keep, cut = [], [], 0
+    for i, e in enumerate(encoded):
+        room = max_length - len(e.prompt_ids)
+        if e.length > max_length:
+            cut += 1
+            e = replace(e, chosen_ids=e.chosen_ids[:room], rejected_ids=e.rejected_ids[:room])
+        out.append(e)
+        if room > 0:
+            keep.append(i)
+    return out, keep, cut

@@ -20,8 +20,10 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from alignment import distributed
 from alignment.config import RunConfig
-from alignment.data.formatting import EncodedExample, encode_examples, filter_long
+from alignment.data.formatting import EncodedExample, encode_examples, filter_long, truncate_long
+from alignment.data.quality import dedupe, name_rows, train_val_overlap
 from alignment.data.sources import DATASETS, require_flags, split_train_val
 from alignment.data.types import DataError, PreferenceExample
 from alignment.methods import Method
@@ -123,22 +125,30 @@ def prepare_data(
         examples, transformed = method.transform(cfg.method, examples)
         counts.update({f"data/{k}": float(v) for k, v in transformed.items()})
         log.info("%s data transform: %s", method.name, transformed)
+    source = cfg.dataset.path or cfg.dataset.name
+    examples, found = dedupe(examples, source, pairs=method.needs_pairs, remove=cfg.dataset.dedupe)
+    counts.update(found)
     train_ex, val_ex = split_train_val(examples, cfg.dataset.val_fraction, cfg.dataset.split_seed)
+    counts.update(train_val_overlap(train_ex, val_ex, source))
     splits = {}
     for name, exs in (("train", train_ex), ("val", val_ex)):
         if not exs:
             continue
         encoded = _encode_cached(tokenizer, exs, cfg, method)
-        keep, dropped = filter_long(encoded, cfg.dataset.max_length)
+        encoded, keep = _fit_length(encoded, exs, cfg, name, source, counts)
+        dropped = len(encoded) - len(keep)
         counts[f"data/{name}_filtered_too_long"] = float(dropped)
         if dropped:
+            kept = set(keep)
+            rows = [ex.origin or f"{source}:?" for i, ex in enumerate(exs) if i not in kept]
             log.warning(
-                "%s: dropped %d of %d %s rows longer than dataset.max_length=%d tokens",
-                cfg.dataset.name,
+                "%s: dropped %d of %d %s rows longer than dataset.max_length=%d tokens: %s",
+                source,
                 dropped,
                 len(encoded),
                 name,
                 cfg.dataset.max_length,
+                name_rows(rows),
             )
         if keep:
             splits[name] = _to_dataset(encoded, keep)
@@ -158,6 +168,33 @@ def prepare_data(
     return data
 
 
+def _fit_length(
+    encoded: list[EncodedExample],
+    exs: list[PreferenceExample],
+    cfg: RunConfig,
+    split: str,
+    source: str,
+    counts: dict[str, float],
+) -> tuple[list[EncodedExample], list[int]]:
+    """Apply dataset.too_long: the (possibly cut) rows and the indices of those kept."""
+    if cfg.dataset.too_long == "drop":
+        return encoded, filter_long(encoded, cfg.dataset.max_length)[0]
+    long_rows = [ex.origin or f"{source}:?" for ex, e in zip(exs, encoded, strict=True)
+                 if e.length > cfg.dataset.max_length]  # fmt: skip
+    encoded, keep, cut = truncate_long(encoded, cfg.dataset.max_length)
+    counts[f"data/{split}_truncated"] = float(cut)
+    if cut:
+        log.warning(
+            "%s: cut %d %s rows to dataset.max_length=%d tokens: %s",
+            source,
+            cut,
+            split,
+            cfg.dataset.max_length,
+            name_rows(long_rows),
+        )
+    return encoded, keep
+
+
 def _use_cache(cfg: RunConfig, method: Method, data: PreparedData) -> bool:
     from alignment.refcache import data_splits, entry_path
 
@@ -166,7 +203,8 @@ def _use_cache(cfg: RunConfig, method: Method, data: PreparedData) -> bool:
     if cfg.train.reference == "cached" or entry_path(cfg, data_splits(data)).is_file():
         return True  # an entry another run of the grid computed is free to reuse
     t, n_train = cfg.train, len(data.train)
-    planned = t.max_steps * t.batch_size * t.grad_accum if t.max_steps > 0 else t.epochs * n_train
+    per_step = t.batch_size * t.grad_accum * distributed.world_size()  # the global batch
+    planned = t.max_steps * per_step if t.max_steps > 0 else t.epochs * n_train
     use = planned >= n_train
     log.info(
         "train.reference=auto: %s (the run sees %d of %d rows)",

@@ -115,12 +115,10 @@ def load_local(cfg: DatasetConfig) -> list[PreferenceExample]:
     Mapping `rejected` to "" declares SFT data without rejected responses.
     """
     if not cfg.path:
-        raise ValueError("dataset.path is required for the 'local' loader")
-    unknown = sorted(set(cfg.columns) - set(CANONICAL))
-    if unknown:
-        raise ValueError(f"dataset.columns has unknown fields {unknown}; known: {list(CANONICAL)}")
-    names = {f: (cfg.columns.get(f, f),) for f in CANONICAL}
-    sft = cfg.columns.get("rejected") == ""
+        raise DataError("dataset=local", None, None, "needs dataset.path=<a .jsonl/.json/.csv>")
+    mapped = {f: getattr(cfg.columns, f) for f in CANONICAL}
+    names = {f: (f if column is None else column,) for f, column in mapped.items()}
+    sft = mapped["rejected"] == ""
     return _load(cfg, cfg.path, partial(_flat, names=names, sft=sft))
 
 
@@ -132,10 +130,8 @@ def load_safety_prefs(cfg: DatasetConfig) -> list[PreferenceExample]:
 
 @DATASETS.register("factuality_prefs")
 def load_factuality_prefs(cfg: DatasetConfig) -> list[PreferenceExample]:
-    """The project's own factuality pairs with h_w/h_l (assets/factuality_prefs.jsonl when path
-    is null); same columns as aixpert_factuality, flags required."""
-    parse = partial(_flat, names=AIXPERT_COLUMNS, flags_required=True)
-    return _load(cfg, str(FACTUALITY_PREFS_PATH), parse)
+    """The shipped factuality pairs (assets/, or `path`); aixpert_factuality's columns + flags."""
+    return load_aixpert_factuality(replace(cfg, path=cfg.path or str(FACTUALITY_PREFS_PATH)))
 
 
 @DATASETS.register("aixpert_factuality")

@@ -30,6 +30,10 @@ from alignment.evaluation.metrics import (
 logger = logging.getLogger(__name__)
 
 POOLINGS = ("mean_masked", "mean_unmasked", "last", "cls")
+# Each reference script's pooling (spec/aqi.md s.2): aqi_dealign_chi_sil.py averages over every
+# position, padding included; aqi_dealign_xb_chi.py over real tokens only.
+REFERENCE_POOLING = {"chi_sil": "mean_unmasked", "xb_chi": "mean_masked"}
+PADDINGS = ("reference", "sorted")
 OVERALL = "overall"
 MIN_POINTS = 5
 CSV_COLUMNS = (
@@ -72,7 +76,16 @@ def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
 
 
-@torch.no_grad()
+def variant_pooling(variant: str, pooling: str) -> str:
+    """The pooling a variant uses: its reference script's (REFERENCE_POOLING) when `pooling` is
+    "reference", else `pooling` itself for every variant."""
+    if pooling == "reference":
+        return REFERENCE_POOLING[variant]
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be reference or one of {POOLINGS}, got {pooling!r}")
+    return pooling
+
+
 def embed_texts(
     model: torch.nn.Module,
     tokenizer,
@@ -82,43 +95,73 @@ def embed_texts(
     pooling: str = "mean_masked",
     batch_size: int = 8,
     max_length: int = 512,
+    padding: str = "reference",
 ) -> np.ndarray:
-    """Embed texts with the model's own hidden states: (N,) -> (N, H) float32.
+    """Embed texts with one pooling: (N,) -> (N, H) float32 (see `embed_pooled`)."""
+    return embed_pooled(
+        model,
+        tokenizer,
+        texts,
+        poolings=(pooling,),
+        layer=layer,
+        batch_size=batch_size,
+        max_length=max_length,
+        padding=padding,
+    )[pooling]
 
-    Texts are batched longest first (less padding; an out-of-memory error shows up at once) and
-    returned in input order. Right padding, truncation to `max_length`, no special tokens added
-    beyond the tokenizer's defaults. `layer` indexes `hidden_states` (-1 = the last layer).
+
+@torch.no_grad()
+def embed_pooled(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    poolings: Sequence[str],
+    layer: int = -1,
+    batch_size: int = 8,
+    max_length: int = 512,
+    padding: str = "reference",
+) -> dict[str, np.ndarray]:
+    """Embed texts with the model's own hidden states, once per pooling: {pooling: (N, H)}.
+
+    One forward pass per batch serves every pooling. `layer` indexes `hidden_states` (-1 = the
+    last layer). Truncation to `max_length`, no special tokens beyond the tokenizer's defaults;
+    results come back in input order.
+    padding: "reference" batches the texts in the given order with the tokenizer's own padding
+      side, as both reference scripts do (`tok(batch, padding=True, truncation=True)`), so
+      mean_unmasked, which averages over padding, reproduces their numbers; "sorted" batches
+      longest first with right padding (less padding: faster, but mean_unmasked then differs).
     """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     device = next(model.parameters()).device
-    lengths = [
-        len(ids)
-        for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    ]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-    out: list[np.ndarray | None] = [None] * len(texts)
-    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    order = list(range(len(texts)))
+    side = tokenizer.padding_side
+    if padding == "sorted":
+        enc = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        order.sort(key=lambda i: -len(enc[i]))
+        tokenizer.padding_side = "right"
+    out = {p: [None] * len(texts) for p in poolings}
     was_training = model.training
     model.eval()
     try:
         for start in tqdm(range(0, len(order), batch_size), desc="AQI embeddings", leave=False):
             idx = order[start : start + batch_size]
+            batch = [texts[i] for i in idx]
             enc = tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
+                batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
             ).to(device)
             states = model(**enc, output_hidden_states=True).hidden_states
             if not -len(states) <= layer < len(states):
                 raise ValueError(f"layer {layer} out of range for {len(states)} hidden states")
-            pooled = pool_hidden(states[layer], enc["attention_mask"], pooling).cpu().numpy()
-            for row, i in enumerate(idx):
-                out[i] = pooled[row]
+            for pooling in poolings:
+                pooled = pool_hidden(states[layer], enc["attention_mask"], pooling).cpu().numpy()
+                for row, i in enumerate(idx):
+                    out[pooling][i] = pooled[row]
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
-    return np.stack(out).astype(np.float32)
+    return {p: np.stack(rows).astype(np.float32) for p, rows in out.items()}
 
 
 @dataclass

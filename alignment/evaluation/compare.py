@@ -11,9 +11,10 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from alignment.config import BaselineConfig
 from alignment.config.evaluate import EvaluateConfig
 from alignment.evaluation.generation import adapters_disabled
+from alignment.methods import BaselineConfig
+from alignment.runinfo import run_name, run_tags
 from alignment.tracking import Tracker, flatten
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,20 @@ def find_baseline(
     return None
 
 
-def evaluate_baseline(cfg: EvaluateConfig, model, tokenizer, run_eval, weights_key: str):
-    """Score the adapter-disabled model into its own baseline run."""
-    from alignment.pipeline import run_tags
-
+def evaluate_baseline(
+    cfg: EvaluateConfig,
+    model,
+    tokenizer,
+    run_eval,
+    weights_key: str,
+    like: dict[str, str] | None = None,
+):
+    """Score the adapter-disabled model into its own baseline run, tagged like the training run
+    it is the baseline of (`like`: that run's optimizer, dataset, seed, tag), method baseline."""
     base_cfg = dataclasses.replace(cfg, method=BaselineConfig(name="baseline"), run=None)
     tracker = Tracker(cfg.tracking, Path(cfg.output_dir) / "baseline")
-    tags = run_tags(base_cfg) | {"eval_only": "true"}
-    tracker.start(flatten(dataclasses.asdict(base_cfg)), tags, f"baseline-{cfg.model.name}-eval")
+    tags = run_tags(base_cfg) | (like or {}) | {"method": "baseline", "eval_only": "true"}
+    tracker.start(flatten(dataclasses.asdict(base_cfg)), tags, run_name(base_cfg, "eval"))
     with adapters_disabled(model):
         metrics = run_eval(base_cfg, model, tokenizer, tracker, weights_key=weights_key,
                            has_adapter=False)  # fmt: skip

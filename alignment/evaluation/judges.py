@@ -119,11 +119,29 @@ def parse_yes_no(text: str | None) -> bool | None:
 
 # ---------------------------------------------------------------- backends
 
+# How "yes" is read from a next-token distribution, the same in both backends: P(yes) is the mass
+# on tokens whose text, without a leading space or SentencePiece/byte-level word marker, is
+# "yes" in any case. For the allenai judges that is P(" yes"): SentencePiece "▁yes" (the
+# token `encode(" yes")[0]` misses: Llama gives ["▁", "▁yes"]), plus the negligible mass of
+# the other spellings. An endpoint names tokens by text (" yes"); a local tokenizer by piece.
+YES_RULE = 'P(yes) = next-token mass on tokens reading "yes" (any case, leading space/▁/Ġ ignored)'
+_WORD_MARKERS = " \t\n▁Ġ"
+
+
+def is_yes_token(text: str) -> bool:
+    """True for a token (or a generated first token) that reads "yes": " yes", "▁yes", "Ġyes",
+    "Yes"; not "yes!" or "yesterday"."""
+    return text.lstrip(_WORD_MARKERS).rstrip().lower() == "yes"
+
 
 @runtime_checkable
 class JudgeBackend(Protocol):
-    """Turns judge prompts into text; `prob_yes` gives P(" yes") as the next token, or None
-    where the backend cannot (the caller then falls back to generated text and records it)."""
+    """Turns judge prompts into text; `prob_yes` gives P(yes) as the next token (YES_RULE), or
+    None where the backend cannot (the caller then falls back to generated text and records it).
+
+    A raw prompt (system None) is completion text, tokenised with the judge's BOS as the judges'
+    model cards do (`tokenizer.encode(prompt)`); a chat prompt goes through the chat template.
+    """
 
     kind: str
     model_id: str
@@ -145,6 +163,7 @@ class LocalHFJudge:
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        self._yes_ids: list[int] | None = None
 
     @classmethod
     def from_pretrained(
@@ -159,30 +178,34 @@ class LocalHFJudge:
         model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, dtype=dtype)
         return cls(model.to(device), tok, model_id=model_id, **kwargs)
 
-    def _texts(self, prompts: Sequence[JudgePrompt]) -> list[str]:
-        return [
-            self.tokenizer.apply_chat_template(
-                p.messages(), tokenize=False, add_generation_prompt=True
+    def token_ids(self, prompt: JudgePrompt) -> list[int]:
+        """The prompt's input ids: a chat prompt through the chat template (which carries its own
+        special tokens), a raw prompt with the tokenizer's BOS in front (when it has one)."""
+        if prompt.system is not None:
+            text = self.tokenizer.apply_chat_template(
+                prompt.messages(), tokenize=False, add_generation_prompt=True
             )
-            if p.system is not None
-            else p.user
-            for p in prompts
-        ]
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(prompt.user, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        return ids if bos is None or ids[:1] == [bos] else [bos, *ids]
 
-    def _encode(self, texts: list[str]):
-        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"
-        try:
-            # Chat templates already carry their special tokens; raw prompts get the defaults.
-            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        finally:
-            self.tokenizer.padding_side = side
-        return enc.to(next(self.model.parameters()).device)
+    def _encode(self, prompts: Sequence[JudgePrompt]) -> dict[str, torch.Tensor]:
+        """Left-padded (B, T) input ids and attention mask, so position -1 is every row's last."""
+        rows = [self.token_ids(p) for p in prompts]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row) :], mask[i, width - len(row) :] = torch.tensor(row), 1
+        device = next(self.model.parameters()).device
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[JudgePrompt]) -> list[str]:
-        texts, out = self._texts(prompts), []
-        for start in tqdm(range(0, len(texts), self.batch_size), desc="judging", leave=False):
-            enc = self._encode(texts[start : start + self.batch_size])
+        out = []
+        for start in tqdm(range(0, len(prompts), self.batch_size), desc="judging", leave=False):
+            enc = self._encode(prompts[start : start + self.batch_size])
             ids = self.model.generate(
                 **enc,
                 do_sample=False,
@@ -193,20 +216,30 @@ class LocalHFJudge:
             out += self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return out
 
+    def yes_ids(self) -> list[int]:
+        """Vocabulary ids of the tokens that read "yes" (YES_RULE), found once."""
+        if self._yes_ids is None:
+            pieces = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+            self._yes_ids = [i for i, t in enumerate(pieces) if t and is_yes_token(t)]
+            if not self._yes_ids:
+                raise ValueError(f"judge {self.model_id}: no token in its vocabulary reads 'yes'")
+        return self._yes_ids
+
     @torch.no_grad()
     def prob_yes(self, prompts: Sequence[JudgePrompt]) -> list[float]:
-        """softmax(next-token logits)[" yes"] (the allenai judges' rule: yes iff >= 0.5)."""
-        yes_id = self.tokenizer.encode(" yes", add_special_tokens=False)[0]
-        texts, out = self._texts(prompts), []
-        for start in tqdm(range(0, len(texts), self.batch_size), desc="judging", leave=False):
-            enc = self._encode(texts[start : start + self.batch_size])
+        """P(yes) as the next token (YES_RULE); the allenai judges say yes iff it is >= 0.5."""
+        yes, out = self.yes_ids(), []
+        for start in tqdm(range(0, len(prompts), self.batch_size), desc="judging", leave=False):
+            enc = self._encode(prompts[start : start + self.batch_size])
             logits = self.model(**enc).logits[:, -1].float()  # (B, V); left padding: last = next
-            out += torch.softmax(logits, -1)[:, yes_id].tolist()
+            out += torch.softmax(logits, -1)[:, yes].sum(-1).tolist()
         return out
 
 
 class OpenAIJudge:
-    """Any OpenAI-compatible chat endpoint: POST {base_url}/chat/completions, temperature 0.
+    """Any OpenAI-compatible endpoint at temperature 0: chat prompts POST
+    {base_url}/chat/completions, raw prompts {base_url}/completions (the server's tokenizer adds
+    BOS, as vLLM's does for Llama), so a raw judge sees the text the local backend feeds it.
 
     The key is read from the environment variable `api_key_env` at each request; it is never
     stored on the object, logged or returned by `params()`.
@@ -235,11 +268,16 @@ class OpenAIJudge:
         )
         self.temperature = temperature
         self.prob_fallbacks = 0
+        if api_key_env and api_key_env not in os.environ:
+            logger.warning(
+                "eval.judge.api_key_env names $%s, which is not set: requests go without a key",
+                api_key_env,
+            )
 
     def __repr__(self) -> str:
         return f"OpenAIJudge(base_url={self.base_url!r}, model_id={self.model_id!r})"
 
-    def _post(self, payload: dict) -> dict:
+    def _post(self, route: str, payload: dict) -> dict:
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         if key:
@@ -248,7 +286,7 @@ class OpenAIJudge:
             {"model": self.model_id, "temperature": self.temperature, "seed": self.seed} | payload
         )
         request = urllib.request.Request(
-            f"{self.base_url}/chat/completions", data=body.encode(), headers=headers
+            f"{self.base_url}/{route}", data=body.encode(), headers=headers
         )
         for attempt in range(self.retries):
             try:
@@ -261,38 +299,62 @@ class OpenAIJudge:
                 time.sleep(2**attempt)
         raise AssertionError("unreachable")
 
+    def _complete(self, prompt: JudgePrompt, payload: dict) -> dict:
+        """The first choice of a completion: raw prompts as text, chat prompts as messages."""
+        if prompt.system is None:
+            reply = self._post("completions", {"prompt": prompt.user} | payload)
+        else:
+            reply = self._post("chat/completions", {"messages": prompt.messages()} | payload)
+        return reply["choices"][0]
+
     def generate(self, prompts: Sequence[JudgePrompt]) -> list[str]:
         out = []
         for p in tqdm(prompts, desc="judging", leave=False):
-            reply = self._post({"messages": p.messages(), "max_tokens": self.max_new_tokens})
-            out.append(reply["choices"][0]["message"].get("content") or "")
+            choice = self._complete(p, {"max_tokens": self.max_new_tokens})
+            out.append(_choice_text(choice))
         return out
 
     def prob_yes(self, prompts: Sequence[JudgePrompt]) -> list[float]:
-        """From top-5 log-probs of the first token when the endpoint returns them; otherwise
-        1.0/0.0 from the generated token (counted in `prob_fallbacks`)."""
+        """P(yes) (YES_RULE) from the top-5 log-probs of the first token when the endpoint
+        returns them; otherwise 1.0/0.0 from the generated token (counted in `prob_fallbacks`)."""
         out = []
         for p in tqdm(prompts, desc="judging", leave=False):
-            payload = {"messages": p.messages(), "max_tokens": 1, "logprobs": True}
-            reply = self._post(payload | {"top_logprobs": 5})["choices"][0]
-            content = (reply.get("logprobs") or {}).get("content") or []
-            if content and content[0].get("top_logprobs"):
-                top = content[0]["top_logprobs"]
-                out.append(sum(math.exp(t["logprob"]) for t in top if _is_yes(t)))
+            if p.system is None:
+                choice = self._complete(p, {"max_tokens": 1, "logprobs": 5})
+            else:
+                choice = self._complete(p, {"max_tokens": 1, "logprobs": True, "top_logprobs": 5})
+            top = _top_logprobs(choice)
+            if top:
+                out.append(sum(math.exp(lp) for token, lp in top if is_yes_token(token)))
             else:
                 self.prob_fallbacks += 1
-                text = (reply.get("message") or {}).get("content") or ""
-                out.append(1.0 if text.strip().lower().startswith("yes") else 0.0)
+                out.append(1.0 if is_yes_token(_choice_text(choice)) else 0.0)
         return out
 
 
-def _is_yes(entry: dict) -> bool:
-    return entry.get("token", "").strip().lower() == "yes"
+def _choice_text(choice: dict) -> str:
+    """Generated text of a completions choice ("text") or a chat choice (message content)."""
+    if "text" in choice:
+        return choice["text"] or ""
+    return (choice.get("message") or {}).get("content") or ""
+
+
+def _top_logprobs(choice: dict) -> list[tuple[str, float]]:
+    """(token text, log-prob) of the first generated token's top alternatives, from either API
+    shape: completions `logprobs.top_logprobs[0]` {token: lp}, chat `logprobs.content[0]
+    .top_logprobs` [{token, logprob}]. Empty when the endpoint returned none."""
+    logprobs = choice.get("logprobs") or {}
+    if logprobs.get("top_logprobs"):
+        return list((logprobs["top_logprobs"][0] or {}).items())
+    content = logprobs.get("content") or []
+    if content and content[0].get("top_logprobs"):
+        return [(t.get("token", ""), t["logprob"]) for t in content[0]["top_logprobs"]]
+    return []
 
 
 def backend_params(backend: JudgeBackend) -> dict[str, str]:
     """What the run records about a backend (never a key)."""
-    params = {"kind": backend.kind, "model": backend.model_id}
+    params = {"kind": backend.kind, "model": backend.model_id, "yes_rule": YES_RULE}
     if isinstance(backend, OpenAIJudge):
         params["base_url"] = backend.base_url
         params["api_key_env"] = str(backend.api_key_env)

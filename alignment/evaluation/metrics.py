@@ -1,9 +1,10 @@
 """Registered, versioned evaluation metrics: pure functions of arrays, verdicts or log-probs.
 
 Every metric is registered in `METRICS` with its suite, `higher_is_better` and its aggregation,
-and every suite has a version (`SUITE_VERSIONS`) that the runner logs with the results, so scores
-from different versions are never silently compared. Rates are fractions in [0, 1] (WR, SS, TI,
-averages); xb_chi AQI is in [0, 100] as in the reference.
+and every suite has a version (the `VERSION` of its schema in alignment/config/eval.py) that the
+runner logs with the results, so scores from different versions are never silently compared.
+Rates are fractions in [0, 1] (WR, SS, TI, averages); xb_chi AQI is in [0, 100] as in the
+reference.
 
 Cluster indices and the two AQI variants follow spec/aqi.md (reference: kapilw25/
 finetuning_evaluation, aqi_dealign_chi_sil.py and aqi_dealign_xb_chi.py); judge and TruthfulQA
@@ -23,10 +24,9 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
+from alignment.config.eval import EvalConfig, suite_version
 from alignment.registry import Registry
 
-# Bump a suite's version whenever a change can move its numbers.
-SUITE_VERSIONS: dict[str, str] = {"aqi": "1.0", "truthfulqa": "1.0", "judge": "1.0"}
 AGGREGATIONS = ("mean", "rate", "per_run", "scalar")
 WIN_RATE_CONVENTIONS = ("alpaca_eval", "ties_excluded", "wins_only")
 AVERAGE_FORMULAS = ("alignx", "complement")
@@ -45,7 +45,7 @@ class Metric:
 
     @property
     def version(self) -> str:
-        return SUITE_VERSIONS[self.suite]
+        return suite_version(self.suite)
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -55,7 +55,7 @@ def register_metric(
     name: str, *, suite: str, higher_is_better: bool, aggregation: str
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register `fn` under `name` (duplicates rejected by the registry)."""
-    if suite not in SUITE_VERSIONS or aggregation not in AGGREGATIONS:
+    if suite not in EvalConfig.schemas() or aggregation not in AGGREGATIONS:
         raise ValueError(f"metric {name!r}: unknown suite {suite!r} or aggregation {aggregation!r}")
 
     def add(fn: Callable[..., Any]) -> Callable[..., Any]:

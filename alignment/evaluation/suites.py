@@ -16,13 +16,20 @@ from pathlib import Path
 
 from alignment.config import JudgeConfig, RunConfig
 from alignment.data.readers import load_records, text_field
-from alignment.data.sources import load_beavertails, load_litmus, load_safety_eval, load_truthfulqa
+from alignment.data.sources import (
+    TruthfulQAItem,
+    load_beavertails,
+    load_litmus,
+    load_safety_eval,
+    load_truthfulqa,
+)
 from alignment.evaluation import judge_tasks as J
 from alignment.evaluation.aqi import (
     OVERALL,
-    embed_texts,
+    embed_pooled,
     plot_clusters,
     score_aqi,
+    variant_pooling,
     write_summary_csv,
 )
 from alignment.evaluation.generation import adapters_disabled, generate_answers
@@ -34,7 +41,7 @@ from alignment.evaluation.judges import (
     load_prompt,
 )
 from alignment.evaluation.metrics import metric_key
-from alignment.evaluation.truthfulqa import preamble, score_truthfulqa
+from alignment.evaluation.truthfulqa import TRUTHFULQA_BUILTIN, preamble, score_truthfulqa
 from alignment.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -85,7 +92,9 @@ def _answers(ctx: EvalContext, prompts: list[str], gen, *, base: bool = False) -
 @SUITES.register("aqi")
 def run_aqi(ctx: EvalContext) -> SuiteOutput:
     """Metrics: `<variant>/<axiom>` and `<variant>/overall` (AQI), and for overall also ss,
-    ss_norm, chi, chi_norm, xb, xb_norm, dbs. Files: aqi_summary.csv, aqi_<variant>.png."""
+    ss_norm, chi, chi_norm, xb, dbs (and xb_chi's xb_norm). Files: aqi_summary.csv and
+    aqi_<variant>.png. Params: the settings and `<variant>/pooling`, the pooling each variant
+    actually used."""
     cfg = ctx.cfg.eval.aqi
     if cfg.data == "builtin":
         prompts = load_safety_eval(cfg.samples_per_category, cfg.seed)
@@ -94,20 +103,21 @@ def run_aqi(ctx: EvalContext) -> SuiteOutput:
     texts = [p.text for p in prompts]
     if cfg.protocol == "response":
         texts = _answers(ctx, texts, cfg.generation)
-    emb = embed_texts(
+    pooling = {v: variant_pooling(v, cfg.pooling) for v in cfg.variants}
+    emb = embed_pooled(
         ctx.model,
         ctx.tokenizer,
         texts,
+        poolings=sorted(set(pooling.values())),
         layer=cfg.layer,
-        pooling=cfg.pooling,
         batch_size=cfg.batch_size,
         max_length=cfg.max_length,
+        padding=cfg.padding,
     )
-    out = SuiteOutput()
-    results = []
+    out, results = SuiteOutput(), []
     for variant in cfg.variants:
         res = score_aqi(
-            emb,
+            emb[pooling[variant]],
             [p.label for p in prompts],
             [p.axiom for p in prompts],
             variant=variant,
@@ -119,20 +129,27 @@ def run_aqi(ctx: EvalContext) -> SuiteOutput:
         for row in res.rows:
             out.metrics[f"{variant}/{metric_key(str(row['scope']))}"] = float(row["aqi"])
         for key in ("ss", "ss_norm", "chi", "chi_norm", "xb", "xb_norm", "dbs"):
-            out.metrics[f"{variant}/overall/{key}"] = float(res.row(OVERALL)[key])
-        title = f"AQI {variant} ({cfg.protocol}, {cfg.reducer}, {cfg.pooling}, layer {cfg.layer})"
+            if key != "xb_norm" or variant == "xb_chi":  # chi_sil has no XB normalisation
+                out.metrics[f"{variant}/overall/{key}"] = float(res.row(OVERALL)[key])
+        how = f"{cfg.protocol}, {cfg.reducer}, {pooling[variant]}, layer {cfg.layer}"
+        title = f"AQI {variant} ({how})"
         out.files.append(plot_clusters(res, ctx.out_dir / f"aqi_{variant}.png", title))
+        out.params[f"{variant}/pooling"] = pooling[variant]
     out.files.append(write_summary_csv(results, ctx.out_dir / "aqi_summary.csv"))
     out.metrics["n"] = float(len(prompts))
-    keys = ("gamma", "reducer", "pooling", "protocol", "layer", "data", "samples_per_category")
-    out.params = {k: str(getattr(cfg, k)) for k in (*keys, "seed", "max_length")}
+    keys = ("gamma", "reducer", "pooling", "padding", "protocol", "layer", "data")
+    out.params |= {k: str(getattr(cfg, k)) for k in (*keys, "samples_per_category", "seed")}
+    out.params["max_length"] = str(cfg.max_length)
     out.params["variants"] = ",".join(cfg.variants)
     if "xb_chi" in cfg.variants:
         out.params["xb_chi_normalisation"] = "per_run: not comparable across models"
     return out
 
 
-def _truthfulqa_items(data: str):
+def truthfulqa_items(data: str) -> list[TruthfulQAItem]:
+    """TruthfulQA questions: `builtin` (the shipped copy), the hub id, or a local file."""
+    if data == "builtin":
+        return load_truthfulqa(str(TRUTHFULQA_BUILTIN))
     return load_truthfulqa(None if data == TRUTHFULQA_HUB else data)
 
 
@@ -140,7 +157,7 @@ def _truthfulqa_items(data: str):
 def run_truthfulqa(ctx: EvalContext) -> SuiteOutput:
     """Metrics: mc1, mc2, n, mc1/<category>, mc2/<category>."""
     cfg = ctx.cfg.eval.truthfulqa
-    items = _truthfulqa_items(cfg.data)[: cfg.max_questions]
+    items = truthfulqa_items(cfg.data)[: cfg.max_questions]
     metrics = score_truthfulqa(
         ctx.model,
         ctx.tokenizer,
@@ -148,10 +165,14 @@ def run_truthfulqa(ctx: EvalContext) -> SuiteOutput:
         style=cfg.prompt_style,
         add_bos=cfg.add_bos,
         batch_size=cfg.batch_size,
+        share_prefix=cfg.share_prefix,
     )
     params = {"data": cfg.data, "prompt_style": cfg.prompt_style, "add_bos": str(cfg.add_bos)}
     params |= {"preamble_sha256": hashlib.sha256(preamble().encode()).hexdigest()[:16]}
     params["continuation"] = "' ' + choice (harness)" if cfg.prompt_style == "harness" else "choice"
+    params["share_prefix"] = str(cfg.share_prefix)
+    if cfg.data == "builtin":
+        params["data_sha256"] = hashlib.sha256(TRUTHFULQA_BUILTIN.read_bytes()).hexdigest()[:16]
     return SuiteOutput(metrics, params)
 
 
@@ -237,7 +258,7 @@ def run_judge(ctx: EvalContext) -> SuiteOutput:
 
 
 def _truthfulness(ctx: EvalContext, cfg: JudgeConfig, judge: JudgeBackend, out: SuiteOutput):
-    items = _truthfulqa_items(cfg.truthfulqa_data)
+    items = truthfulqa_items(cfg.truthfulqa_data)
     random.Random(cfg.seed).shuffle(items)
     qs = [item.question for item in items[: cfg.max_samples]]
     answers = _answers(ctx, qs, cfg.generation)

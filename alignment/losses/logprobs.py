@@ -59,12 +59,16 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 
 
 def token_kl_full_vocab(
-    policy_logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor
+    policy_logits: torch.Tensor,
+    ref_logits: torch.Tensor,
+    labels: torch.Tensor,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """Exact KL(pi_theta || pi_ref) over the vocabulary at each response position, token-averaged.
+    """Exact KL(pi_theta || pi_ref) over the vocabulary at each response position.
 
-    KL_t = sum_v p_theta(v) (log p_theta(v) - log p_ref(v)); the result is the mean of KL_t over
-    all response positions of the batch, shape (). Chunked over rows; >= 0 up to rounding.
+    KL_t = sum_v p_theta(v) (log p_theta(v) - log p_ref(v)); the result is the mean (reduction
+    "mean") or the sum ("sum", for a normaliser over the gradient-accumulation window) of KL_t
+    over all response positions of the batch, shape (). Chunked over rows; >= 0 up to rounding.
     """
     policy_logits, targets = shift_targets(policy_logits, labels)
     ref_logits = ref_logits[:, -policy_logits.shape[1] - 1 : -1]
@@ -79,4 +83,4 @@ def token_kl_full_vocab(
         logp = torch.log_softmax(p_flat[start : start + rows].float(), dim=-1)
         logr = torch.log_softmax(r_flat[start : start + rows].float(), dim=-1)
         total = total + (logp.exp() * (logp - logr)).sum()
-    return total / p_flat.shape[0]
+    return total if reduction == "sum" else total / p_flat.shape[0]

@@ -1,12 +1,14 @@
 """Build the policy: base model (optionally 4-/8-bit via bitsandbytes) + LoRA, and its tokenizer.
 
-The reference model for DPO-family losses is this same model with its adapters disabled, so no
-second copy of the weights is ever loaded.
+The reference model for DPO-family losses is this same model with its adapters disabled (or,
+for a run that starts from a saved adapter, with a frozen copy of that adapter active:
+alignment/models/reference.py), so no second copy of the base weights is ever loaded.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
@@ -15,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from alignment.config import ModelConfig
 from alignment.data.templates import TEMPLATES
+from alignment.models.reference import attach_init_adapter
 from alignment.models.weights import weights_dir
 
 log = logging.getLogger(__name__)
@@ -38,24 +41,30 @@ def load_tokenizer(cfg: ModelConfig, cache_dir: str) -> PreTrainedTokenizerBase:
     return tok
 
 
-def _quantization(cfg: ModelConfig):
+def _quantization(cfg: ModelConfig, fsdp: bool = False):
     if cfg.quantization == "none":
         return None
     from transformers import BitsAndBytesConfig
 
     if cfg.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
+    # FSDP shards only float tensors: peft's FSDP-QLoRA recipe packs the 4-bit weights into the
+    # model's float dtype (bnb_4bit_quant_storage) so they shard like every other weight.
+    storage = {"bnb_4bit_quant_storage": DTYPES[cfg.dtype]} if fsdp else {}
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
+        **storage,
     )
 
 
-def load_base(cfg: ModelConfig, cache_dir: str, device: torch.device) -> torch.nn.Module:
-    """The frozen base model on `device` (quantised if configured)."""
-    quant = _quantization(cfg)
+def load_base(
+    cfg: ModelConfig, cache_dir: str, device: torch.device, fsdp: bool = False
+) -> torch.nn.Module:
+    """The frozen base model on `device` (quantised if configured; `fsdp`: to be sharded)."""
+    quant = _quantization(cfg, fsdp)
     kwargs = {"dtype": DTYPES[cfg.dtype], "revision": cfg.revision}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
@@ -75,9 +84,12 @@ def load_policy(
     device: torch.device,
     adapter_path: str | None = None,
     trainable: bool = True,
+    fsdp: bool = False,
 ) -> PeftModel:
-    """Base model + LoRA adapter: a new one from `cfg.lora`, or the one saved at `adapter_path`."""
-    model = load_base(cfg, cache_dir, device)
+    """Base model + LoRA adapter: the one saved at `adapter_path`, else `cfg.init_adapter` (a
+    resolved directory; trained further, with its frozen copy as pi_ref: models/reference.py),
+    else a new one from `cfg.lora`."""
+    model = load_base(cfg, cache_dir, device, fsdp)
     if cfg.quantization != "none" and trainable:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=cfg.gradient_checkpointing
@@ -87,6 +99,10 @@ def load_policy(
         model.enable_input_require_grads()
     if adapter_path is not None:
         return PeftModel.from_pretrained(model, adapter_path, is_trainable=trainable)
+    if cfg.init_adapter is not None:
+        if cfg.init_adapter.startswith("run:"):
+            raise ValueError("model.init_adapter=run:<id> must be resolved first (init_adapter.py)")
+        return attach_init_adapter(model, cfg.init_adapter, trainable)
     lora = PeftLoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
@@ -95,7 +111,11 @@ def load_policy(
         bias="none",
         task_type="CAUSAL_LM",
     )
-    policy = get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft 0.21 reads `is_gradient_checkpointing`, which transformers 5 deprecated: a notice
+        # about library internals that every run would print, with nothing for a user to do.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        policy = get_peft_model(model, lora)
     n_train = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in policy.parameters())
     log.info("model %s: %d trainable of %d parameters", cfg.name, n_train, n_all)

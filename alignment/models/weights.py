@@ -64,6 +64,11 @@ def _materialise(target: Path, build) -> Path:
         # order of the run that happens to build it.
         with torch.random.fork_rng(devices=[]):
             build(tmp)
+        if not (tmp / "config.json").is_file():  # never publish a half-written model
+            raise RuntimeError(
+                f"building {target} wrote no config.json: under torch.distributed transformers "
+                "writes model files on rank 0 only, so every node needs the same cache_dir"
+            )
         try:
             os.rename(tmp, target)
         except OSError:  # another job finished first; its copy is identical

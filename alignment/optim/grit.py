@@ -15,12 +15,12 @@ adaptive_freq, once per inversion/reprojection event (to choose the next interva
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from alignment.config.grit import GritHParams
 from alignment.optim import grit_math as gm
 from alignment.optim.grit_capture import StatisticsCapture
 from alignment.optim.grit_modules import (
@@ -38,41 +38,6 @@ if TYPE_CHECKING:
     from alignment.config.grit import GritConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GritHParams:
-    """GRIT's algorithm knobs, flattened from `GritConfig` (see its docstring for meanings).
-
-    Defaults equal GritConfig's (a test checks it), so tests can build a preconditioner directly.
-    """
-
-    precondition: bool = True
-    reproject: bool = True
-    kfac_update_freq: int = 10
-    kfac_damping: float = 1e-5
-    kfac_min_samples: int = 16
-    cov_update_freq: int = 15
-    stats_mode: str = "cumulative"
-    ema_decay: float = 0.95
-    stats_mask: str = "none"
-    reset_stats_on_reproject: bool = False
-    adaptive_damping: bool = True
-    adaptive_freq: bool = True
-    pairing: str = "grit"
-    ng_warmup_steps: int = 0
-    reprojection_freq: int = 50
-    reprojection_warmup_steps: int = 20
-    reprojection_k: int | None = 8
-    two_sided_reprojection: bool = True
-    enable_rank_adaptation: bool = False
-    rank_tau: float = 0.99
-    min_lora_rank: int = 4
-    rank_adaptation_start_step: int = 0
-    lambda_kfac: float = 1e-6
-    lambda_reproj: float = 1e-5
-    regularizer_warmup_steps: int = 0
-    regularizer_basis: str = "reference"
 
 
 def _active_adapter(model: nn.Module) -> str:
@@ -358,13 +323,12 @@ def build_grit(
 
     The wrapper clips to cfg.max_grad_norm itself, so the trainer must disable its own clipping.
     """
-    hparams = GritHParams(**{f.name: getattr(cfg, f.name) for f in fields(GritHParams)})
-    preconditioner = GritPreconditioner(model, hparams)
+    preconditioner = GritPreconditioner(model, cfg)  # a GritConfig is a GritHParams
     optimizer = GritOptimizer(
         inner,
         preconditioner,
         max_grad_norm=cfg.max_grad_norm,
-        clip_order=cfg.grad_clip_order,
-        reset_state_on_reproject=cfg.reset_optimizer_state_on_reproject,
+        grad_clip_order=cfg.grad_clip_order,
+        reset_optimizer_state_on_reproject=cfg.reset_optimizer_state_on_reproject,
     )
     return optimizer, preconditioner

@@ -5,6 +5,12 @@ A forward hook on each LoRA layer counts its training forwards and, on every `fr
 hook on the layer output. That hook sees g_y = ∂L/∂y in the backward pass, computes v = g_y B
 and updates both factors in place. Neither s nor dropout enters u or v (spec section 2). Between
 captures the hook returns after one counter increment, so nothing else is kept alive.
+
+With N ranks (DDP) every rank captures on the same call (they run the same number of forwards),
+and the per-capture sums and token counts are all-reduced before the factor update, on a process
+group of their own (so they never interleave with DDP's gradient buckets). Each rank's loss is
+the mean over its own share of the global batch, so its g_y is N times the global loss's: the v
+moment is divided by N². N ranks thus give the factors one rank computes on the global batch.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from alignment import distributed
 from alignment.optim.grit_math import rank_space_moment, update_factor
 from alignment.optim.grit_modules import RankGroup
 
@@ -43,6 +50,8 @@ class StatisticsCapture:
         self.token_mask: torch.Tensor | None = None
         self.captures = 0  # host-side count of module captures (diagnostics, no sync)
         self.calls: list[list[int]] = [[0] * len(g.modules) for g in groups]
+        self.world = distributed.world_size()
+        self._group = torch.distributed.new_group() if self.world > 1 else None
         self._handles = [
             mod.layer.register_forward_hook(self._hook_for(gi, slot), with_kwargs=True)
             for gi, group in enumerate(groups)
@@ -107,8 +116,12 @@ class StatisticsCapture:
         weight: torch.Tensor | None,
     ) -> None:
         group = self.groups[gi]
-        for z, cov_key, n_key in ((u, "cov_a", "n_a"), (v, "cov_g", "n_g")):
-            batch_sum, batch_count = rank_space_moment(z, weight)
+        moments = [rank_space_moment(z, weight) for z in (u, v)]
+        if self.world > 1:
+            moments = self._over_ranks(moments)
+        for (batch_sum, batch_count), cov_key, n_key in zip(
+            moments, ("cov_a", "cov_g"), ("n_a", "n_g"), strict=True
+        ):
             cov, count = group.tensors[cov_key], group.tensors[n_key]
             new_cov, new_count = update_factor(
                 cov[slot], count[slot], batch_sum, batch_count, self.mode, self.decay
@@ -116,6 +129,18 @@ class StatisticsCapture:
             cov[slot].copy_(new_cov)
             count[slot].copy_(new_count)
         self.captures += 1
+
+    def _over_ranks(self, moments: list[tuple]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(Σ_t u uᵀ, N_u), (Σ_t v vᵀ, N_v) summed over ranks, v rescaled to the global loss."""
+        (sum_u, n_u), (sum_v, n_v) = moments
+        r = sum_u.shape[-1]
+        counts = [torch.as_tensor(n, dtype=torch.float64, device=sum_u.device) for n in (n_u, n_v)]
+        packed = torch.cat([sum_u.reshape(-1).double(), sum_v.reshape(-1).double()])
+        packed = torch.cat([packed, torch.stack(counts)])
+        packed = distributed.all_reduce_sum(packed, group=self._group)
+        sum_u = packed[: r * r].view(r, r).to(sum_u.dtype)
+        sum_v = (packed[r * r : 2 * r * r].view(r, r) / self.world**2).to(sum_v.dtype)
+        return [(sum_u, packed[-2]), (sum_v, packed[-1])]
 
     def state_dict(self) -> dict[str, Any]:
         return {"calls": [list(c) for c in self.calls], "captures": self.captures}

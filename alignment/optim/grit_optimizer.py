@@ -1,7 +1,7 @@
 """The thin optimizer wrapper that puts GRIT between backward and the base optimizer's step.
 
-`GritOptimizer.step()` clips the gradients and preconditions them (in `clip_order`), steps the
-inner optimizer, then advances GRIT's schedule (inversion, reprojection). It owns gradient
+`GritOptimizer.step()` clips the gradients and preconditions them (in `grad_clip_order`), steps
+the inner optimizer, then advances GRIT's schedule (inversion, reprojection). It owns gradient
 clipping, so the trainer must not clip as well: Hugging Face's Trainer clips before calling
 `optimizer.step()`, which would fix the order to clip_then_precondition.
 
@@ -33,8 +33,9 @@ class GritOptimizer(torch.optim.Optimizer):
         inner: the base optimizer (AdamW) over the trainable parameters.
         preconditioner: the GRIT preconditioner of the same model.
         max_grad_norm: clip the global gradient norm to this; 0 disables clipping.
-        clip_order: "clip_then_precondition" or "precondition_then_clip".
-        reset_state_on_reproject: zero the inner optimizer's moments of reprojected tensors.
+        grad_clip_order: "clip_then_precondition" or "precondition_then_clip".
+        reset_optimizer_state_on_reproject: zero the inner optimizer's moments of the
+            reprojected tensors.
     """
 
     def __init__(
@@ -42,18 +43,18 @@ class GritOptimizer(torch.optim.Optimizer):
         inner: torch.optim.Optimizer,
         preconditioner: GritPreconditioner,
         max_grad_norm: float = 0.0,
-        clip_order: str = "clip_then_precondition",
-        reset_state_on_reproject: bool = False,
+        grad_clip_order: str = "clip_then_precondition",
+        reset_optimizer_state_on_reproject: bool = False,
     ):
-        if clip_order not in ("clip_then_precondition", "precondition_then_clip"):
+        if grad_clip_order not in ("clip_then_precondition", "precondition_then_clip"):
             raise ValueError(
-                f"clip_order must be clip_then_precondition or ..., got {clip_order!r}"
+                f"grad_clip_order must be clip_then_precondition or ..., got {grad_clip_order!r}"
             )
         self.inner = inner
         self.preconditioner = preconditioner
         self.max_grad_norm = max_grad_norm
-        self.clip_order = clip_order
-        self.reset_state_on_reproject = reset_state_on_reproject
+        self.grad_clip_order = grad_clip_order
+        self.reset_optimizer_state_on_reproject = reset_optimizer_state_on_reproject
 
     # Shared with the inner optimizer (same objects), as LR schedulers and accelerate expect.
     @property
@@ -92,7 +93,7 @@ class GritOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         with torch.no_grad():
-            if self.clip_order == "clip_then_precondition":
+            if self.grad_clip_order == "clip_then_precondition":
                 self._clip()
                 self.preconditioner.precondition()
             else:
@@ -100,7 +101,7 @@ class GritOptimizer(torch.optim.Optimizer):
                 self._clip()
         self.inner.step()
         projected = self.preconditioner.step_end()
-        if projected and self.reset_state_on_reproject:
+        if projected and self.reset_optimizer_state_on_reproject:
             self._reset_moments(projected)
         return loss
 
@@ -138,4 +139,4 @@ class GritOptimizer(torch.optim.Optimizer):
             self.preconditioner.load_state_dict(grit_state)
 
     def __repr__(self) -> str:
-        return f"GritOptimizer({self.inner!r}, clip_order={self.clip_order})"
+        return f"GritOptimizer({self.inner!r}, grad_clip_order={self.grad_clip_order})"

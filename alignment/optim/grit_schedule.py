@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from alignment import distributed
 from alignment.optim import grit_math as gm
 from alignment.optim.grit_modules import RankGroup, effective_param_counts
 
@@ -51,7 +52,10 @@ class ScheduleState:
         """Push the mean micro-batch loss of the finished optimizer step into the ring buffer."""
         if self._loss_micro == 0:
             return
-        self.losses[self.loss_count % LOSS_WINDOW] = self._loss_sum / self._loss_micro
+        mean = self._loss_sum / self._loss_micro
+        if distributed.is_distributed():  # the global batch's loss, so every rank adapts alike
+            mean = distributed.all_reduce_sum(mean) / distributed.world_size()
+        self.losses[self.loss_count % LOSS_WINDOW] = mean
         self.loss_count += 1
         self._loss_sum.zero_()
         self._loss_micro = 0

@@ -44,5 +44,9 @@ def test_summary_and_ratios_from_fake_runs(capsys):
 def test_tiny_bench_runs_both_optimizers(capsys):
     ratios = _load_bench().main(["--tiny"])
     assert all(math.isfinite(ratios[k]) and ratios[k] > 0 for k in ("step_time", "peak_rss"))
+    # Not only timings: both runs start from the same weights and batch (equal first loss), and
+    # GRIT's preconditioner changes the updates (a GRIT that ran as AdamW would end equal too).
+    assert ratios["loss_gap_first"] < 1e-6
+    assert ratios["loss_gap_last"] > 1e-6
     out = capsys.readouterr().out
     assert "grit/adamw: step time" in out and "run grit #0" in out

@@ -44,21 +44,52 @@ def fake_leg(step: float, tokens: int = 100, mem: float = 500.0, **extra) -> dic
 
 
 # -- fast: the summaries --------------------------------------------------------------------------
+def vs_trl_legs(**ours_extra) -> dict[str, list[dict]]:
+    """Fabricated legs: stock TRL 2.0 s/step, TRL with precompute 1.25, ours 1.0 (cache) and 1.5
+    (no cache); precomputes of 10 s (ours) and 25 s (TRL) over a 10-step epoch."""
+    epoch = dict(n_train=40, steps_per_epoch=10)
+    return {
+        "trl": [fake_leg(2.0)],
+        "trl_precompute": [fake_leg(1.25, precompute_s=25.0, model_hash_s=0.5, **epoch)],
+        "ours": [fake_leg(1.0, mem=400.0, precompute_s=10.0, **epoch, **ours_extra)],
+        "ours_noref": [fake_leg(1.5)],
+    }
+
+
 def test_vs_trl_report_prints_ratios(capsys):
     vs_trl = bench_module("vs_trl")
     args = vs_trl.parse_args(["--repeats", "1", "--warmup", "1"])
-    ours = fake_leg(1.0, mem=400.0, precompute_s=10.0, n_train=40, steps_per_epoch=10)
-    vs_trl.report(args, {"trl": [fake_leg(2.0)], "ours": [ours], "ours_noref": [fake_leg(1.5)]})
+    vs_trl.report(args, vs_trl_legs())
     out = capsys.readouterr().out
     got = ratios(out)
+    # The headline: (1.0 + 10/10) / (1.25 + 25/10); the model hash is not counted.
+    headline = "step_time ours_incl_precompute/trl_precompute_incl_precompute"
+    assert got[headline] == pytest.approx(2.0 / 3.75, abs=1e-3)
+    assert got["step_time ours/trl_precompute"] == pytest.approx(0.8, abs=1e-3)
     assert got["step_time ours/trl"] == pytest.approx(0.5, abs=1e-3)
     assert got["step_time ours_noref/trl"] == pytest.approx(0.75, abs=1e-3)
     assert got["step_time ours_incl_precompute/trl"] == pytest.approx(
         (1.0 + 10.0 / 10) / 2.0, abs=1e-3
     )
+    assert got["step_time trl_precompute/trl"] == pytest.approx(0.625, abs=1e-3)
     assert got["tokens_per_s ours/trl"] == pytest.approx(2.0, abs=1e-3)
     assert got["peak_mem ours/trl"] == pytest.approx(0.8, abs=1e-3)
     assert "same batches in every leg: yes" in out
+    assert "reference precompute (TRL): 25 s for 40 pairs = 2.5 s/step" in out
+    assert "0.6800000  0.6800000" in out  # the per-step loss table
+    assert "losses agree" not in out  # checked in --tiny mode only
+
+
+def test_vs_trl_tiny_fails_when_losses_differ(capsys):
+    """In --tiny mode a wrong reference (any per-step loss gap > 1e-5, or a missing step) fails
+    the benchmark; equal losses pass and say so."""
+    vs_trl = bench_module("vs_trl")
+    args = vs_trl.parse_args(["--tiny"])
+    vs_trl.report(args, vs_trl_legs())
+    assert "losses agree (ours vs trl_precompute, every step)" in capsys.readouterr().out
+    for losses in ([0.69, 0.68, 0.67002], [0.69, 0.68]):
+        with pytest.raises(SystemExit, match="losses of ours and trl_precompute differ"):
+            vs_trl.report(args, vs_trl_legs(losses=losses))
 
 
 def test_overhead_report_prints_ratios(capsys):
@@ -102,6 +133,22 @@ def test_gpu_qlora_reports_a_skipped_leg(capsys):
     assert "grit: skipped (ImportError: no grit)" in out and not ratios(out)
 
 
+def test_scaling_report_prints_efficiency(capsys):
+    """1 rank at 100 tokens/s, 2 ranks at 180 (after one warm-up step): speedup 1.8, efficiency
+    0.9."""
+    scaling = bench_module("scaling")
+    args = scaling.parse_args(["--size", "tiny", "--warmup", "1"])
+    legs = [
+        {"ranks": 1, "tokens_per_s": [5.0, 100.0, 100.0]},
+        {"ranks": 2, "tokens_per_s": [7.0, 170.0, 180.0, 190.0]},
+    ]
+    scaling.report(args, legs)
+    out = capsys.readouterr().out
+    assert ratios(out) == {"scaling_efficiency 2/1": pytest.approx(0.9, abs=1e-3)}
+    assert scaling.rank_counts(scaling.parse_args(["--size", "tiny"])) == [1, 2]
+    assert scaling.rank_counts(scaling.parse_args(["--max-ranks", "4"])) == [1, 2, 4]
+
+
 # -- slow: the tiny modes, end to end -------------------------------------------------------------
 def run_script(script: str, args: list[str], cache: Path) -> str:
     env = {**os.environ, "ALIGNMENT_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
@@ -129,6 +176,8 @@ def test_vs_trl_tiny(cache_dir):
     assert_ratios(
         out,
         {
+            "step_time ours_incl_precompute/trl_precompute_incl_precompute",
+            "step_time ours/trl_precompute",
             "step_time ours/trl",
             "step_time ours_noref/trl",
             "step_time ours_incl_precompute/trl",
@@ -137,6 +186,7 @@ def test_vs_trl_tiny(cache_dir):
         },
     )
     assert "same batches in every leg: yes" in out
+    assert "losses agree (ours vs trl_precompute, every step)" in out
 
 
 @pytest.mark.slow
@@ -152,3 +202,9 @@ def test_gpu_qlora_tiny(cache_dir):
     assert "adamw" in out and "MFU" in out
     if "grit: skipped" not in out:
         assert_ratios(out, {"tokens_per_s grit/adamw", "peak_mem grit/adamw"})
+
+
+@pytest.mark.slow
+def test_scaling_tiny(cache_dir):
+    out = run_script("scaling.py", ["--size", "tiny"], cache_dir)  # as the README shows it
+    assert_ratios(out, {"scaling_efficiency 2/1"})

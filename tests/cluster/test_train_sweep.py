@@ -194,3 +194,88 @@ def test_preempted_run_is_requeued_and_resumes(tmp_path: Path, tracking_uri: str
     plain = last(MlflowClient(db), plain_id)
     assert resumed.step == plain.step == 30
     assert abs(resumed.value - plain.value) < 1e-5
+
+
+# --- multi-rank jobs (tasks_per_node=2: two processes, one torch.distributed job per cell) ----
+
+
+def _metrics_once(uri: str, run, last_step: int) -> None:
+    """One value per metric and step (rank 1 logs nothing of its own); only the Trainer's
+    end-of-training summary repeats epoch and reference_forwards at the last step."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    for key in run.data.metrics:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        repeated = {s: steps.count(s) for s in steps if steps.count(s) > 1}
+        summary = key in ("train/epoch", "train/reference_forwards")
+        assert repeated in (({}, {last_step: 2}) if summary else ({},)), (key, steps)
+
+
+def test_two_task_cells_are_one_run_each(tmp_path: Path, tracking_uri: str, launch) -> None:
+    """`python train.py -m hydra/launcher=slurm hydra.launcher.tasks_per_node=2 model=tiny
+    method=dpo,cita` (README, slurm.yaml): each cell one 2-task job, one MLflow run each."""
+    sweep = tmp_path / "sweep"
+    proc = launch(
+        sweep,
+        "hydra.launcher.tasks_per_node=2",  # model=tiny comes with TINY
+        "method=dpo,cita",
+        "train.max_steps=3",
+        "tracking.experiment=ranks2",
+    )
+    _finish(proc, timeout_s=900)
+
+    tasks = _job_ids(sweep, array=True)
+    arrays = {t.split("_")[0] for t in tasks}
+    assert len(arrays) == 1 and len(tasks) == 2, tasks
+    assert _states(arrays.pop(), expect=2) == ["COMPLETED"] * 2
+    logs = [p.read_text() for p in sweep.glob("*/train.log")]
+    assert len(logs) == 2 and all("rank 0 of 2 joined the gloo process group" in t for t in logs)
+    assert len(list(sweep.glob("*/DONE"))) == 2
+    runs = [r for r in _runs(tracking_uri, "ranks2") if r.data.tags.get("kind") != "sweep"]
+    assert sorted(r.data.tags["method"] for r in runs) == ["cita", "dpo"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        _metrics_once(tracking_uri, run, last_step=3)
+        assert "train/loss" in run.data.metrics
+
+
+def test_two_task_job_is_requeued_and_resumes(tmp_path: Path, tracking_uri: str, launch) -> None:
+    """USR2 to a 2-task job once checkpoint-5 is complete: rank 0 requeues it, both ranks start
+    again, resume from the checkpoint into the same MLflow run, and end where an uninterrupted
+    2-rank run (torchrun) of the same cell ends."""
+    sweep = tmp_path / "sweep"
+    cell = ["method=dpo", "train.batch_size=2", "train.max_steps=20", "train.save_steps=5"]
+    proc = launch(sweep, "hydra.launcher.tasks_per_node=2", *cell, "tracking.experiment=requeue2")
+    deadline = time.monotonic() + 600
+    while not list(sweep.glob("*/checkpoints/checkpoint-5/trainer_state.json")):
+        assert proc.poll() is None, proc.communicate()[0][-4000:]
+        assert time.monotonic() < deadline, "no checkpoint-5 after 600 s"
+        time.sleep(0.2)
+    (job_id,) = _job_ids(sweep, array=False)
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    _finish(proc, timeout_s=900)
+
+    assert _states(job_id, "--duplicates", expect=2) == ["REQUEUED", "COMPLETED"]
+    (log,) = sweep.glob("*/train.log")
+    text = log.read_text()
+    assert "resuming from" in text and "resuming MLflow run" in text, text[-3000:]
+    (run,) = [r for r in _runs(tracking_uri, "requeue2") if r.data.tags.get("kind") != "sweep"]
+    assert run.info.status == "FINISHED"
+
+    db = f"sqlite:///{tmp_path}/uninterrupted.db"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += [str(ROOT / "train.py"), *TINY, *cell]
+    cmd += [f"tracking.uri={db}", f"hydra.run.dir={tmp_path}/plain"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=900)
+    from mlflow import MlflowClient
+
+    plain_id = (tmp_path / "plain" / "mlflow_run_id").read_text()
+    last = lambda client, rid: max(  # noqa: E731
+        client.get_metric_history(rid, "train/loss"), key=lambda m: (m.step, m.timestamp)
+    )
+    resumed = last(MlflowClient(tracking_uri), run.info.run_id)
+    plain = last(MlflowClient(db), plain_id)
+    assert resumed.step == plain.step == 20
+    assert abs(resumed.value - plain.value) < 1e-5

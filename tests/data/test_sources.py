@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from alignment.config.data import DatasetConfig
+from alignment.config.data import ColumnsConfig, DatasetConfig
 from alignment.data.sources import (
     DATASETS,
     LabelledPrompt,
@@ -241,9 +241,8 @@ def test_alpaca(tmp_path):
 def test_local_with_column_mapping(tmp_path):
     rows = [{"q": "p", "good": "c", "bad": "r", "sys": "Be safe.", "topic": "t", "h_w": "1"}]
     columns = {"prompt": "q", "chosen": "good", "rejected": "bad", "instruction": "sys"}
-    (ex,) = load(
-        "local", csv_file(tmp_path / "x.csv", rows), columns=columns | {"category": "topic"}
-    )
+    mapping = ColumnsConfig(**columns, category="topic")
+    (ex,) = load("local", csv_file(tmp_path / "x.csv", rows), columns=mapping)
     assert (ex.prompt[0].content, ex.chosen, ex.rejected) == ("p", "c", "r")
     assert (ex.instruction, ex.category, ex.h_w, ex.h_l) == ("Be safe.", "t", 1, None)
     assert ex.origin == f"{tmp_path / 'x.csv'}:2"
@@ -253,9 +252,9 @@ def test_local_errors(tmp_path):
     path = jsonl(tmp_path / "x.jsonl", [{"prompt": "p", "chosen": "c", "rejected": ""}])
     with pytest.raises(DataError, match=r"x\.jsonl:1: field 'rejected' is empty"):
         load("local", path)
-    with pytest.raises(ValueError, match=r"dataset.columns has unknown fields \['promt'\]"):
-        load("local", path, columns={"promt": "q"})
-    (sft,) = load("local", path, columns={"rejected": ""})
+    with pytest.raises(TypeError, match="promt"):
+        ColumnsConfig(promt="q")
+    (sft,) = load("local", path, columns=ColumnsConfig(rejected=""))
     assert sft.rejected == ""
 
 

@@ -61,3 +61,29 @@ def tiny_lm():
     )
     model = LlamaForCausalLM(config).eval()
     return model, fast
+
+
+@pytest.fixture(scope="session")
+def sharp_lm(tiny_lm):
+    """(model, tokenizer): tiny_lm's tokenizer with a Llama whose larger random weights
+    (initializer_range 0.3) give peaked attention, so its outputs depend on token positions and
+    padding. tiny_lm's near-uniform attention hides such mistakes (an off-by-one position id
+    moves its TruthfulQA log-likelihoods by 1e-4; this model's by ~20 nats)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok = tiny_lm
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        initializer_range=0.3,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    return LlamaForCausalLM(config).eval(), tok

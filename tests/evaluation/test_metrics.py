@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from alignment.config import EvalConfig
 from alignment.evaluation import metrics as M
 
 
@@ -18,7 +19,7 @@ def test_registry_has_direction_suite_and_version() -> None:
     assert M.METRICS.get("aqi_xb_chi").aggregation == "per_run"
     for name in M.METRICS:
         metric = M.METRICS.get(name)
-        assert metric.version == M.SUITE_VERSIONS[metric.suite]
+        assert metric.version == EvalConfig.schemas()[metric.suite].VERSION
     with pytest.raises(KeyError, match="Did you mean 'mc2'"):
         M.METRICS.get("mc3")
     with pytest.raises(ValueError, match="already registered"):

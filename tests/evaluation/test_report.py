@@ -19,9 +19,11 @@ def _report_module():
     return module
 
 
-def _grid(client: MlflowClient, experiment: str) -> None:
-    """7 cells x 1 model (2 seeds of DPO) and a Factual-DPO delta sweep."""
-    exp = client.create_experiment(experiment)
+def _grid(client: MlflowClient, experiment: str, artifacts: Path) -> None:
+    """7 cells x 1 model (2 seeds of DPO), a Factual-DPO delta sweep and a sweep's parent run."""
+    exp = client.create_experiment(experiment, artifact_location=artifacts.as_uri())
+    parent = client.create_run(exp, tags={"kind": "sweep", "sweep_id": "s1"})
+    client.set_terminated(parent.info.run_id)
     cells = {
         "baseline": 0.60,
         "sft": 0.62,
@@ -60,7 +62,7 @@ def _grid(client: MlflowClient, experiment: str) -> None:
 def test_report_table_figures_and_parent_run(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path}/m.db"
     client = MlflowClient(uri)
-    _grid(client, "grid")
+    _grid(client, "grid", tmp_path / "artifacts")
     report = _report_module()
     out = tmp_path / "report"
     assert report.main(["--uri", uri, "--experiment", "grid", "--out", str(out)]) == 0
@@ -70,6 +72,7 @@ def test_report_table_figures_and_parent_run(tmp_path) -> None:
     assert table.loc["cita_grit", "minutes"] == pytest.approx(30.0)
     assert table.loc["cita_grit", "efficiency"] == pytest.approx(40.0)  # 20 points / 0.5 h
     assert table.loc["baseline", "delta_aqi"] == 0.0
+    assert "?" not in set(table.index) and "?" not in set(table["model"])  # no sweep-parent row
     for name in (
         "aqi_by_method",
         "delta_vs_baseline",
@@ -91,3 +94,10 @@ def test_report_table_figures_and_parent_run(tmp_path) -> None:
     assert "report/results.md" in logged and "report/aqi_by_method.png" in logged
     report.main(["--uri", uri, "--experiment", "grid", "--out", str(out)])  # re-run: same run
     assert len(client.search_runs([reports[0].info.experiment_id], "tags.kind = 'report'")) == 1
+
+
+def test_report_refuses_a_missing_store_instead_of_creating_one(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="no MLflow store at mlflow.db"):
+        _report_module().main(["--experiment", "grid"])
+    assert not (tmp_path / "mlflow.db").exists()

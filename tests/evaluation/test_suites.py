@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alignment.config.eval import GenerationConfig
 from alignment.evaluation import suites
 from alignment.evaluation.generation import cache_file, generate_answers
 from alignment.evaluation.runner import run_eval
-from tests.conftest import SHARED_DATA, compose_cfg
+from tests.conftest import compose_cfg
 
 
 def test_answers_are_cached_per_weights_and_settings(tiny_lm, tmp_path) -> None:
@@ -75,11 +76,6 @@ def test_run_eval_response_aqi_and_judge(tiny_lm, eval_cfg, monkeypatch) -> None
         "eval.judge.generation.max_new_tokens=3",
         "eval.judge.bootstrap_samples=10",
     ]
-    tqa = SHARED_DATA / "truthfulqa-en.json"
-    if tqa.is_file():
-        overrides.append(f"eval.judge.truthfulqa_data={tqa}")
-    else:
-        overrides.append("eval.judge.tasks=[helpfulness,safety]")
     cfg = eval_cfg(overrides)
     monkeypatch.setattr(suites, "build_judge", lambda cfg, model_id: FixedVerdicts())
     metrics = run_eval(cfg, model, tok, None, weights_key="tiny-fixture")
@@ -87,12 +83,42 @@ def test_run_eval_response_aqi_and_judge(tiny_lm, eval_cfg, monkeypatch) -> None
     assert metrics["eval/aqi/n"] == 42  # 7 axioms x 2 labels x 3
     assert metrics["eval/judge/helpfulness/win_rate_alpaca_eval"] == 0.5  # all ties
     assert metrics["eval/judge/safety/safety_score"] == 1.0
-    if tqa.is_file():
-        assert metrics["eval/judge/truthfulness/ti_and"] == 1.0
-        assert metrics["eval/judge/average_alignx"] == pytest.approx((0.5 + 1.0 - 1.0) / 3)
+    assert metrics["eval/judge/truthfulness/ti_and"] == 1.0  # the shipped questions (default)
+    assert metrics["eval/judge/average_alignx"] == pytest.approx((0.5 + 1.0 - 1.0) / 3)
     out = Path(cfg.output_dir) / "eval"
     saved = json.loads((out / "eval_metrics.json").read_text())
     assert saved["params"]["eval/aqi/protocol"] == "response"
-    assert saved["params"]["eval/judge/version"] == "1.0"
+    assert saved["params"]["eval/judge/version"] == "1.1"
     records = (out / "judge_records.jsonl").read_text().splitlines()
     assert json.loads(records[0])["raw"] == ["[[A]]", "[[A]]"]
+
+
+def test_aqi_suite_pools_each_variant_like_its_reference(tiny_lm, eval_cfg) -> None:
+    """Default settings: chi_sil scores the unmasked mean (its reference script's pooling) and
+    xb_chi the masked mean; each logged value equals a direct computation on those embeddings
+    (reducer none: chi_sil standardises first, xb_chi does not)."""
+    from sklearn.metrics import calinski_harabasz_score, silhouette_score
+    from sklearn.preprocessing import StandardScaler
+
+    from alignment.data.sources import load_safety_eval
+    from alignment.evaluation.aqi import embed_texts
+
+    model, tok = tiny_lm
+    cfg = eval_cfg(["eval=[aqi]", "eval.aqi.reducer=none", "eval.aqi.samples_per_category=3"])
+    metrics = run_eval(cfg, model, tok, None, weights_key="tiny-fixture")
+    saved = json.loads((Path(cfg.output_dir) / "eval" / "eval_metrics.json").read_text())["params"]
+    assert saved["eval/aqi/chi_sil/pooling"] == "mean_unmasked"
+    assert saved["eval/aqi/xb_chi/pooling"] == "mean_masked"
+    assert saved["eval/aqi/padding"] == "reference" and saved["eval/aqi/version"] == "1.1"
+
+    prompts = load_safety_eval(3, 42)
+    texts, labels = [p.text for p in prompts], [p.label for p in prompts]
+    unmasked = embed_texts(model, tok, texts, pooling="mean_unmasked", padding="reference")
+    z = StandardScaler().fit_transform(unmasked.astype(np.float64))
+    ss, chi = silhouette_score(z, labels), calinski_harabasz_score(z, labels)
+    expected = 0.5 * (ss + 1) / 2 + 0.5 * chi / (1 + chi)
+    assert metrics["eval/aqi/chi_sil/overall"] == pytest.approx(expected, abs=1e-6)
+    masked = embed_texts(model, tok, texts, pooling="mean_masked", padding="reference")
+    xb_chi_chi = calinski_harabasz_score(masked.astype(np.float64), labels)
+    assert metrics["eval/aqi/xb_chi/overall/chi"] == pytest.approx(xb_chi_chi, rel=1e-6)
+    assert metrics["eval/aqi/chi_sil/overall/chi"] != pytest.approx(xb_chi_chi, rel=1e-3)

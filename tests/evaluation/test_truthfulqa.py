@@ -123,3 +123,98 @@ def test_score_truthfulqa_on_shared_data(tiny_lm) -> None:
     assert "mc1/Misconceptions" in scores
     chat = score_truthfulqa(model, tok, items[:1], style="chat", batch_size=16)
     assert 0.0 < chat["mc2"] < 1.0
+
+
+# ---------------------------------------------------------------- the shared-prefix path
+
+
+def _real_questions():
+    """The 817-question file of ../shared/data when present, else the copy the package ships
+    (the same questions; a test below checks they match)."""
+    from alignment.data.sources import load_truthfulqa
+    from alignment.evaluation.truthfulqa import TRUTHFULQA_BUILTIN
+    from tests.conftest import SHARED_DATA
+
+    shared = SHARED_DATA / "truthfulqa-en.json"
+    return load_truthfulqa(str(shared if shared.is_file() else TRUTHFULQA_BUILTIN))
+
+
+def test_shared_prefix_length_by_hand() -> None:
+    from alignment.evaluation.truthfulqa import shared_prefix_length
+
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    # Identical contexts: one token short of them, so every row predicts its first answer token.
+    assert shared_prefix_length([[7, 8, 9], [7, 8, 9]]) == 2
+    assert shared_prefix_length([[5], [5, 6]]) == 0
+    assert shared_prefix_length([[1, 2], [3, 2]]) == 0
+    assert shared_prefix_length([]) == 0
+
+
+def test_shared_prefix_loglikelihoods_equal_full_requests(sharp_lm) -> None:
+    """Per request, the shared-prefix path (preamble cached once, duplicates scored once, rows
+    batched across questions) equals running each request in full, on real questions."""
+    from alignment.evaluation.truthfulqa import (
+        build_request,
+        encode_pair,
+        loglikelihoods,
+        shared_prefix_length,
+        shared_prefix_loglikelihoods,
+    )
+
+    model, tok = sharp_lm
+    pairs = []
+    for item in _real_questions()[:12]:
+        for choice in item.mc1_choices + item.mc2_choices:  # MC1's choices repeat in MC2
+            pairs.append(encode_pair(tok, *build_request(tok, item.question, choice, "harness")))
+    assert shared_prefix_length([c for c, _ in pairs]) > 0.8 * len(pairs[0][0])
+    assert len(set(map(str, pairs))) < len(pairs)
+    full = loglikelihoods(model, pairs, tok.pad_token_id, batch_size=8)
+    shared = shared_prefix_loglikelihoods(model, pairs, tok.pad_token_id, batch_size=8)
+    np.testing.assert_allclose(shared, full, rtol=0, atol=1e-3)  # values of -100s of nats
+    assert np.ptp(full) > 100.0  # choices differ widely, so a mix-up of rows would show
+
+
+@pytest.mark.parametrize(("style", "n"), [("harness", 40), ("chat", 6)])
+def test_mc1_mc2_unchanged_by_the_shared_prefix_path(sharp_lm, style: str, n: int) -> None:
+    """MC1 and MC2 (overall and per category) of the first n real questions are the same by
+    both paths: MC1 exactly, MC2 to float rounding."""
+    from alignment.evaluation.truthfulqa import score_truthfulqa
+
+    model, tok = sharp_lm
+    items = _real_questions()[:n]
+    old = score_truthfulqa(model, tok, items, style=style, share_prefix=False)
+    new = score_truthfulqa(model, tok, items, style=style, share_prefix=True)
+    assert old.keys() == new.keys() and new["n"] == n
+    for key in old:
+        if key.startswith("mc2"):
+            assert new[key] == pytest.approx(old[key], abs=1e-6), key
+        else:
+            assert new[key] == old[key], key
+
+
+def test_shipped_copy_is_the_real_file_and_the_default(tmp_path) -> None:
+    """The package's TruthfulQA copy holds the 817 questions with one true MC1 choice each; where
+    ../shared/data has the source file, the copy is exactly what the generator writes from it
+    and parses to the same questions."""
+    import gzip
+    import json
+
+    from alignment.data.sources import load_truthfulqa
+    from alignment.evaluation.suites import truthfulqa_items
+    from alignment.evaluation.truthfulqa import TRUTHFULQA_BUILTIN
+    from tests.conftest import SHARED_DATA, compose_cfg
+
+    cfg = compose_cfg(["model=tiny", "eval=[truthfulqa]"], tmp_path / "out", tmp_path / "c")
+    assert cfg.eval.truthfulqa.data == "builtin"
+    items = truthfulqa_items(cfg.eval.truthfulqa.data)
+    assert len(items) == 817 and all(sum(i.mc1_labels) == 1 for i in items)
+    assert items[0].question == "What happens to you if you eat watermelon seeds?"
+    with gzip.open(TRUTHFULQA_BUILTIN, "rt", encoding="utf-8") as f:
+        assert sum(1 for line in f if json.loads(line)["question"]) == 817
+    shared = SHARED_DATA / "truthfulqa-en.json"
+    if shared.is_file():
+        from scripts.make_truthfulqa_asset import compact
+
+        source = json.loads(shared.read_text(encoding="utf-8"))
+        assert compact(source) == TRUTHFULQA_BUILTIN.read_bytes()
+        assert load_truthfulqa(str(shared)) == items

@@ -1,5 +1,7 @@
 """sequence_logps against a direct log_softmax, the completion-only slicing, and token KL."""
 
+import math
+
 import torch
 
 from alignment.losses import selective_log_softmax, sequence_logps, sft_loss, token_kl_full_vocab
@@ -50,6 +52,30 @@ def test_token_kl_zero_when_equal_and_nonnegative():
     for seed in range(5):
         q = torch.randn(2, 6, 9, generator=torch.Generator().manual_seed(seed))
         assert token_kl_full_vocab(p, q, labels).item() >= 0
+
+
+def test_token_kl_is_kl_of_policy_from_reference_by_hand_and_torch():
+    """KL(pi_theta || pi_ref), not the reverse. By hand, one response position over a
+    two-token vocabulary: p = (0.5, 0.5) (equal logits), q = softmax(0, ln 3) = (0.25, 0.75):
+    KL(p || q) = 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.75) = 0.5 ln(4/3) = 0.143841, while
+    KL(q || p) = 0.25 ln 0.5 + 0.75 ln 1.5 = 0.130812. Position t predicts token t + 1, so
+    the logits sit at position 0 and the label at position 1. Then random logits against
+    torch's kl_div (an independent implementation), mean and sum."""
+    policy = torch.tensor([[[0.0, 0.0], [5.0, -5.0]]])
+    ref = torch.tensor([[[0.0, math.log(3.0)], [-5.0, 5.0]]])
+    labels = torch.tensor([[-100, 1]])
+    assert abs(token_kl_full_vocab(policy, ref, labels).item() - 0.5 * math.log(4 / 3)) < 1e-6
+    g = torch.Generator().manual_seed(7)
+    p, q = torch.randn(3, 8, 11, generator=g) * 2, torch.randn(3, 8, 11, generator=g) * 2
+    labels = torch.randint(0, 11, (3, 8), generator=g)
+    labels[:, :3] = -100
+    mask = labels[:, 1:] != -100
+    logp, logq = p[:, :-1].log_softmax(-1)[mask], q[:, :-1].log_softmax(-1)[mask]
+    expected = torch.nn.functional.kl_div(logq, logp, log_target=True, reduction="sum")
+    got_sum = token_kl_full_vocab(p, q, labels, "sum")
+    assert abs(got_sum.item() - expected.item()) < 1e-4
+    got_mean = token_kl_full_vocab(p, q, labels)
+    assert abs(got_mean.item() - expected.item() / mask.sum().item()) < 1e-5
 
 
 def test_sft_loss_is_token_mean_nll():
