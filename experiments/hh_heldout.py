@@ -54,11 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="smollm2_135m", help="a conf/model option")
     p.add_argument("--train-rows", type=int, default=1800)
     p.add_argument("--heldout-rows", type=int, default=200)
-    p.add_argument("--max-length", type=int, default=256, help="training pairs (longer dropped)")
+    p.add_argument("--max-length", type=int, default=192, help="training pairs (longer dropped)")
     p.add_argument("--eval-max-length", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--grad-accum", type=int, default=2)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--beta", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=2)
@@ -110,11 +110,13 @@ def train(args: argparse.Namespace, train_file: Path) -> Path:
         f"optimizer.lr={args.lr}",
         f"tracking.uri={args.uri}",
         f"tracking.experiment={args.experiment}",
-        f"cache_dir={args.cache_dir}",
+        f"cache_dir={Path(args.cache_dir).expanduser()}",
         f"hydra.run.dir={run_dir}",
     ]
     print("training:", "python train.py", " ".join(overrides[:-1]), flush=True)
-    subprocess.run([sys.executable, "train.py", *overrides], cwd=REPO, check=True)
+    proc = subprocess.run([sys.executable, "train.py", *overrides], cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: train.py failed (exit {proc.returncode}); see its output above")
     return run_dir
 
 

@@ -6,13 +6,16 @@ factuality.py (factuality pairs) and heldout.py (prompts kept out of every train
 
 - safety_prefs.jsonl {instruction, prompt, chosen, rejected, category}: harmful prompts (10
   categories, four phrasings per topic) pair a refusal (chosen) with an eager compliance
-  (rejected). Both are composed from parts, so neither is one template: a refusal is one of 15
-  openers plus a reason and/or a safe alternative; a compliance is one of 12 openers, three or
-  four generic steps in one of five layouts (bold list, numbered, bullets, "Step n:", prose) and
-  a closer. Compliances are planning-and-secrecy filler, deliberately free of harmful detail.
-  About a third of the rows are benign, including requests that share words with harmful ones
-  ("kill a stuck process"): a helpful answer (chosen, sometimes opening "Sure!" like a
-  compliance, so the opener is no cue) vs a needless refusal (rejected).
+  (rejected); about a third of the rows are benign requests (some sharing words with harmful
+  ones: "kill a stuck process") pairing a helpful answer (chosen) with a needless refusal
+  (rejected). Nothing but the request tells the two kinds apart: a needless refusal uses the same
+  openers as a refusal of a harmful request (12 of them, all starting with "I"), and half the
+  helpful answers open the way compliances do ("To {topic}, ...", a gerund, "Here's how to").
+  Responses are composed from parts, so none is one template: a refusal is an opener plus a
+  reason or a safe alternative (or both); a compliance is one of 23 openers (the words a small
+  chat model starts its own answers with), two or three generic steps in one of five layouts
+  (bold list, numbered, bullets, "Step n:", prose) and a closer. Compliances are
+  planning-and-secrecy filler, deliberately free of harmful detail.
 - factuality_prefs.jsonl {prompt, chosen, rejected, h_w, h_l, category}: see factuality.py.
 - safety_eval.jsonl {input, axiom, safety_label}: prompts balanced over the seven litmus axioms
   and labels, disjoint from the training prompts.
@@ -102,15 +105,16 @@ HELD_OUT = {
     p.lower() for p in DEMO_PROMPTS + DEMO_BENIGN_PROMPTS + HELDOUT_HARMFUL + HELDOUT_BENIGN
 }
 _PRONOUNS = {"my": "your", "me": "you", "myself": "yourself", "i": "you", "i'm": "you're"}
-INSTRUCTIONS, HARM_PROMPTS, REASON_FRAMES = map(
-    _items, (T.INSTRUCTIONS, T.HARM_PROMPTS, T.REASON_FRAMES)
+INSTRUCTIONS, BENIGN_PROMPTS, REASON_FRAMES = map(
+    _items, (T.INSTRUCTIONS, T.PROMPT_FRAMES, T.REASON_FRAMES)
 )
-REFUSALS, CARE_REFUSALS, OVER_REFUSALS = map(_items, (T.REFUSALS, T.CARE_REFUSALS, T.OVER_REFUSALS))
+HARM_PROMPTS = BENIGN_PROMPTS + _items(T.JAILBREAK_FRAMES)
+REFUSALS, CARE_REFUSALS = map(_items, (T.REFUSALS, T.CARE_REFUSALS))
 COMPLIANCE_OPENERS, COMPLIANCE_CLOSERS = map(_items, (T.COMPLIANCE_OPENERS, T.COMPLIANCE_CLOSERS))
 COMPLIANCE_STEPS = [tuple(s.split(": ", 1)) for s in _items(T.COMPLIANCE_STEPS)]
 LAYOUTS = ("bold", "numbered", "bullets", "steps", "prose")
-BENIGN_PROMPTS, OVER_REFUSAL_REASONS = map(_items, (T.BENIGN_PROMPTS, T.OVER_REFUSAL_REASONS))
-BENIGN_OPENERS = ("", "", "Sure! ", "Of course. ", "Great question! ", "Happy to help! ")
+OVER_REFUSAL_REASONS = _items(T.OVER_REFUSAL_REASONS)
+BENIGN_OPENERS = [o.replace("-", "") for o in _items(T.BENIGN_OPENERS)]
 
 
 def _keyed(block: str) -> dict[str, list[str]]:  # "key: a; b" lines -> {key: [a, b, ...]}
@@ -135,17 +139,38 @@ def _second_person(text: str) -> str:  # the user's "my"/"me" said back as "your
     return re.sub(r"\b[\w']+\b", lambda m: _PRONOUNS.get(m.group().lower(), m.group()), text)
 
 
+_DOUBLED = {"cut": "cutting", "get": "getting", "plan": "planning", "run": "running"}
+_ADVERBS = {"secretly", "quietly", "anonymously"}
+
+
+def _gerund(topic: str) -> str:
+    """ "steal a bike" -> "stealing a bike"; an adverb first is kept ("secretly tracking")."""
+    words = topic.split()
+    i = 1 if words[0] in _ADVERBS else 0
+    verb = words[i]
+    if verb in _DOUBLED:
+        words[i] = _DOUBLED[verb]
+    elif verb.endswith("e") and not verb.endswith("ee"):
+        words[i] = verb[:-1] + "ing"
+    else:
+        words[i] = verb + "ing"
+    return " ".join(words)
+
+
 def _sentence(text: str) -> str:
     return text[0].upper() + text[1:]
 
 
 def refusal(rng: random.Random, topic: str, category: str) -> str:
-    """An opener that declines, then a reason, a safe alternative, or both."""
+    """An opener that declines, then a reason or a safe alternative (a fifth of the time both).
+
+    Short on purpose: DPO's push on a response is spread over its tokens, and the opening is
+    what greedy decoding commits to."""
     reasons, alternatives = _keyed(T.HARM_REASONS), _keyed(T.HARM_ALTERNATIVES)
     opener = rng.choice(CARE_REFUSALS if category == "self_harm" else REFUSALS).format(topic)
     reason = _sentence(rng.choice(REASON_FRAMES).format(rng.choice(reasons[category])))
     alternative = rng.choice(alternatives[category])
-    shape = rng.choice(("both", "both", "both", "reason", "alternative"))
+    shape = rng.choice(("reason", "alternative", "reason", "alternative", "both"))
     parts = [
         opener,
         reason if shape != "alternative" else "",
@@ -168,14 +193,20 @@ def _layout(steps: list[tuple[str, str]], layout: str) -> str:
     return " ".join(f"{w} {s[0].lower()}{s[1:]}" for w, (_, s) in zip(words, steps, strict=True))
 
 
+def _opened(template: str, topic: str) -> str:
+    """An opener template with its topic ({t}) and gerund ({g}, {G}) filled in, then a space."""
+    gerund = _gerund(topic)
+    return f"{template.format(t=topic, g=gerund, G=_sentence(gerund))} ".lstrip()
+
+
 def compliance(rng: random.Random, topic: str) -> str:
-    """An eager opener, three or four generic steps in a random layout, and maybe a closer."""
-    picked = sorted(rng.sample(range(len(COMPLIANCE_STEPS)), rng.choice((3, 4))))
+    """An eager opener, two or three generic steps in a random layout, and maybe a closer."""
+    picked = sorted(rng.sample(range(len(COMPLIANCE_STEPS)), rng.choice((2, 3))))
     steps = [COMPLIANCE_STEPS[i] for i in picked]
     layout = rng.choice(LAYOUTS)
     inline = layout in ("steps", "prose")  # on the opener's line, else a list on its own lines
     sep = " " if inline else "\n"
-    text = rng.choice(COMPLIANCE_OPENERS).format(topic) + sep + _layout(steps, layout)
+    text = _opened(rng.choice(COMPLIANCE_OPENERS), topic).rstrip() + sep + _layout(steps, layout)
     return f"{text}{sep}{rng.choice([*COMPLIANCE_CLOSERS, ''])}".strip()
 
 
@@ -198,9 +229,9 @@ def benign_rows(rng: random.Random) -> list[dict[str, str]]:
     rows = []
     for topic, answer in _indented(T.BENIGN, " "):
         for frame in rng.sample(BENIGN_PROMPTS, 4):
-            refusal_text = rng.choice(OVER_REFUSALS).format(_second_person(topic))
+            refusal_text = rng.choice(REFUSALS).format(_second_person(topic))
             reason = rng.choice([*OVER_REFUSAL_REASONS, ""])
-            chosen = rng.choice(BENIGN_OPENERS) + answer
+            chosen = _opened(rng.choice(BENIGN_OPENERS), _second_person(topic)) + answer
             rejected = f"{refusal_text} {reason}".strip()
             rows.append(_row(rng, frame.format(topic), chosen, rejected, "benign"))
     return rows

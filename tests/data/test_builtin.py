@@ -106,7 +106,7 @@ def test_prefs_are_short_and_varied(prefs, harmful):
 def _opener(text: str) -> str:
     """Which COMPLIANCE_OPENERS template `text` starts with."""
     for template in COMPLIANCE_OPENERS:
-        if re.match(re.escape(template).replace(r"\{\}", ".+?"), text):
+        if re.match(re.sub(r"\\\{[tgG]\\\}", ".+?", re.escape(template)), text):
             return template
     raise AssertionError(f"no compliance opener matches {text!r}")
 
@@ -134,10 +134,31 @@ def test_compliances_are_not_one_template(harmful):
     assert set(layouts) == set(LAYOUTS) and min(layouts.values()) > 0.1 * len(harmful)
 
 
-def test_benign_answers_sometimes_open_like_compliances(prefs):
+def test_benign_answers_open_like_compliances(prefs, harmful):
+    """An answer's first words are no cue for "rejected": at least a third of the helpful benign
+    answers open with the same two words as some compliance ("To make", "Here's how", a gerund
+    opener such as "Taking care" shares its second word pattern too), and most compliance first
+    words also open a helpful answer."""
+    first = lambda text, n: " ".join(text.split()[:n])  # noqa: E731
     benign = [row["chosen"] for row in prefs if row["category"] == "benign"]
-    eager = [c for c in benign if c.startswith(("Sure!", "Of course.", "Great question!"))]
-    assert 0.2 * len(benign) < len(eager) < 0.8 * len(benign)
+    comply_first = {first(row["rejected"], 1) for row in harmful}
+    shared = [c for c in benign if first(c, 1) in comply_first]
+    assert len(shared) > 0.5 * len(benign), len(shared)
+    assert {"To", "Here's", "The", "A", "When", "There", "Sure!", "Of"} <= {
+        first(c, 1) for c in benign
+    }
+
+
+def test_gerunds():
+    cases = {
+        "steal a bike": "stealing a bike",
+        "make meth": "making meth",
+        "bully a kid": "bullying a kid",
+        "secretly track her": "secretly tracking her",
+        "cut an onion": "cutting an onion",
+        "get rid of weeds": "getting rid of weeds",
+    }
+    assert {t: builtin._gerund(t) for t in cases} == cases
 
 
 def test_refusal_detector_reads_the_training_data_as_labelled(prefs):
@@ -207,3 +228,14 @@ def test_factuality_flags_match_the_values(facts):
             right, wrong = bool(has(fact["right"])), bool(has(fact["wrong"]))
             assert right != wrong, (row, field)
             assert row[flag] == int(wrong), (row, field)
+
+
+def test_needless_refusals_open_like_refusals_of_harmful_requests(prefs, harmful):
+    """The same refusal openers are chosen after a harmful request and rejected after a benign
+    one (so "refuse" is not a shortcut, only the request decides): each of the 12 shows up on
+    both sides, and every refusal of either kind starts with "I"."""
+    opener = lambda text: next(o for o in builtin.REFUSALS if text.startswith(o.split("{")[0]))  # noqa: E731
+    needless = [row["rejected"] for row in prefs if row["category"] == "benign"]
+    refusals = [row["chosen"] for row in harmful if row["category"] != "self_harm"]
+    assert {opener(r) for r in needless} == {opener(r) for r in refusals} == set(builtin.REFUSALS)
+    assert all(r.startswith("I") for r in needless + [row["chosen"] for row in harmful])
