@@ -135,10 +135,9 @@ def test_compliances_are_not_one_template(harmful):
 
 
 def test_benign_answers_open_like_compliances(prefs, harmful):
-    """An answer's first words are no cue for "rejected": at least a third of the helpful benign
-    answers open with the same two words as some compliance ("To make", "Here's how", a gerund
-    opener such as "Taking care" shares its second word pattern too), and most compliance first
-    words also open a helpful answer."""
+    """An answer's first word is no cue for "rejected": more than half of the helpful benign
+    answers open with a word that also opens some compliance, among them the model's own
+    openings ("To", "The", "A", "When", "Here's")."""
     first = lambda text, n: " ".join(text.split()[:n])  # noqa: E731
     benign = [row["chosen"] for row in prefs if row["category"] == "benign"]
     comply_first = {first(row["rejected"], 1) for row in harmful}
