@@ -30,11 +30,11 @@ lint: setup
 	$(PY) scripts/check_sizes.py
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow and not slurm"
+	$(PY) -m pytest -rfExXs -m "not slow and not slurm"
 
 # Slow tests (real Slurm cluster, longer training runs): a separate step that CI also runs.
 test-slow: setup
-	$(PY) -m pytest -m "slow or slurm"; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(PY) -m pytest -rfExXs -m "slow or slurm"; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 test: lint test-fast test-slow
 

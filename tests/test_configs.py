@@ -28,8 +28,8 @@ def test_stable_key_names(tmp_path):
     cfg = compose_cfg(["method=dpo", "model=tiny"], tmp_path, tmp_path)
     assert cfg.seed == 0 and cfg.method.beta == 0.1 and cfg.model.quantization == "none"
     assert cfg.tracking.uri.startswith("sqlite:///") and cfg.tracking.experiment
-    assert cfg.dataset.max_length == 256  # the tiny x safety_prefs specialisation
-    assert compose_cfg([], tmp_path, tmp_path).dataset.max_length == 128
+    assert cfg.dataset.max_length == 448  # the tiny x safety_prefs specialisation
+    assert compose_cfg([], tmp_path, tmp_path).dataset.max_length == 80  # the demo (smollm2)
 
 
 @pytest.mark.parametrize(

@@ -444,5 +444,5 @@ def test_factual_dpo_delta_grid_sweeps_the_ten_deltas_on_the_paper_models(tmp_pa
     assert sorted(deltas) == list(DELTAS) and len(jobs) == len(DELTAS)
     cfg = compose_cfg(jobs[-1], tmp_path, tmp_path)
     assert (cfg.method.name, cfg.method.delta) == ("factual_dpo", 100.0)
-    assert cfg.dataset.name == "aixpert_factuality"
+    assert cfg.dataset.name == "factuality_prefs"  # the method's offline default data
     assert cfg.eval_after_train and cfg.eval.suites() == ["aqi", "truthfulqa"]  # the Δ curves

@@ -38,7 +38,7 @@ def test_params_and_tags(tiny_run):
     client, run, *_ = tiny_run
     p, t = run.data.params, run.data.tags
     assert p["method.beta"] == "0.1" and p["model.name"] == "tiny" and p["seed"] == "0"
-    assert p["model.lora.r"] == "4" and p["dataset.max_length"] == "256"
+    assert p["model.lora.r"] == "4" and p["dataset.max_length"] == "448"
     assert t["method"] == "dpo" and t["model"] == "tiny" and t["optimizer"] == "adamw"
     assert t["dataset"] == "safety_prefs" and t["seed"] == "0"
     assert len(t["git_commit"]) in (7, 40) or t["git_commit"] == "unknown"
@@ -98,6 +98,31 @@ def test_summary_printed(tiny_run):
     out = proc.stdout + proc.stderr
     assert "reward accuracy" in out and "mlflow ui --backend-store-uri" in out
     assert "adapter saved" in out
+    assert "on 40 held-out harmful prompts" in out and "on 40 held-out benign prompts" in out
+
+
+def test_heldout_rates_in_mlflow_match_the_logged_answers(tiny_run):
+    """The four rates are recomputed from heldout_answers.jsonl (80 prompts, answered with the
+    adapters off and on) with the refusal detector, and must equal what MLflow holds."""
+    from alignment.evaluation.refusal import answer_rate, refusal_rate
+
+    client, run, tmp, *_ = tiny_run
+    rows = [json.loads(x) for x in (tmp / "run" / "heldout_answers.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in rows] == ["harmful"] * 40 + ["benign"] * 40
+    harmful, benign = rows[:40], rows[40:]
+    expected = {
+        "refusal_rate_harmful_before": refusal_rate([r["before"] for r in harmful]),
+        "refusal_rate_harmful_after": refusal_rate([r["after"] for r in harmful]),
+        "answer_rate_benign_before": answer_rate([r["before"] for r in benign]),
+        "answer_rate_benign_after": answer_rate([r["after"] for r in benign]),
+    }
+    metrics = run.data.metrics
+    for key, value in expected.items():
+        assert metrics[f"heldout/{key}"] == pytest.approx(value), key
+    summary = json.loads((tmp / "run" / "summary.json").read_text())
+    assert summary["heldout"]["n_harmful"] == 40 and summary["heldout"].items() >= expected.items()
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"heldout_answers.jsonl", "samples.md"} <= names
 
 
 @pytest.mark.parametrize("method", ["sft", "baseline"])

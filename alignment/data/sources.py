@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from alignment.config.data import DatasetConfig
-from alignment.data.builtin import SAFETY_EVAL_PATH, SAFETY_PREFS_PATH
+from alignment.data.builtin import FACTUALITY_PREFS_PATH, SAFETY_EVAL_PATH, SAFETY_PREFS_PATH
 from alignment.data.dialogue import DialogueError, split_pair
 from alignment.data.readers import (
     column,
@@ -126,6 +126,12 @@ def load_local(cfg: DatasetConfig) -> list[PreferenceExample]:
 def load_safety_prefs(cfg: DatasetConfig) -> list[PreferenceExample]:
     """The project's own safety pairs (assets/safety_prefs.jsonl when path is null)."""
     return _load(cfg, str(SAFETY_PREFS_PATH), partial(_flat, names=SAME_NAMES))
+
+
+@DATASETS.register("factuality_prefs")
+def load_factuality_prefs(cfg: DatasetConfig) -> list[PreferenceExample]:
+    """The shipped factuality pairs (assets/, or `path`); aixpert_factuality's columns + flags."""
+    return load_aixpert_factuality(replace(cfg, path=cfg.path or str(FACTUALITY_PREFS_PATH)))
 
 
 @DATASETS.register("aixpert_factuality")
@@ -362,10 +368,8 @@ def balanced_sample(
 def load_litmus(
     path: str | None = None, samples_per_category: int | None = 200, seed: int = 42
 ) -> list[LabelledPrompt]:
-    """hasnat79/litmus (split train) or a local file: input, axiom, safety_label (spec/aqi.md s.1).
-
-    samples_per_category: per (axiom, label); 200 is the Ecliptica "full" run, None keeps all.
-    """
+    """hasnat79/litmus (split train) or a local file: input, axiom, safety_label (spec/aqi.md
+    s.1). samples_per_category: per (axiom, label); 200 is the Ecliptica "full" run, None: all."""
     source, records = load_records(path or "hasnat79/litmus", split="train")
     prompts = [_labelled(row, source, line) for line, row in records]
     return balanced_sample(prompts, samples_per_category, seed)
@@ -381,10 +385,8 @@ def load_safety_eval(
 def load_beavertails(
     path: str | None = None, split: str = "30k_test", max_prompts: int | None = None
 ) -> list[str]:
-    """Harmful prompts: PKU-Alignment/BeaverTails rows with is_safe false, deduplicated in order.
-
-    max_prompts keeps the first that many distinct prompts (None keeps all).
-    """
+    """Harmful prompts: PKU-Alignment/BeaverTails rows with is_safe false, deduplicated in
+    order; max_prompts keeps the first that many distinct prompts (None keeps all)."""
     source, records = load_records(path or "PKU-Alignment/BeaverTails", split=split)
     prompts: dict[str, None] = {}
     for line, row in records:

@@ -13,6 +13,7 @@ from alignment.data.axes import BUILTIN_AXIS_DATA, HUB_AXIS_DATA
 from alignment.data.honesty import HONESTY_PATH, honesty_rows, write_honesty
 from alignment.data.sources import DATASETS
 from alignment.data.types import DataError
+from alignment.evaluation.refusal import is_refusal
 from tests.conftest import SHARED_DATA
 
 
@@ -28,14 +29,13 @@ def test_every_axis_has_an_offline_and_a_hub_loader():
 
 def test_offline_axis_data_fits_each_axis():
     helpful, harmless, honest = (load(BUILTIN_AXIS_DATA[a]) for a in AXES)
-    assert len(helpful) == 95 and len(harmless) == 280 and len(honest) == 50
+    assert len(helpful) == 160 and len(harmless) == 280 and len(honest) == 50
     assert all(ex.rejected == "" for ex in helpful + harmless + honest)  # SFT rows
     assert {ex.category for ex in helpful} == {"benign"}
     assert "benign" not in {ex.category for ex in harmless}
-    # harmlessness answers are refusals; helpful answers are not
-    refusal = ("i can't", "i won't", "decline", "not something i", "sorry")
-    assert all(any(r in ex.chosen.lower() for r in refusal) for ex in harmless)
-    assert not any(any(r in ex.chosen.lower() for r in refusal) for ex in helpful)
+    # harmlessness answers are refusals; helpful answers are not (the demo's string-match detector)
+    assert all(is_refusal(ex.chosen) for ex in harmless)
+    assert not any(is_refusal(ex.chosen) for ex in helpful)
     assert {ex.category for ex in honest} == {"unknowable", "capability", "premise"}
     prompts = [ex.prompt[-1].content for ex in helpful + harmless + honest]
     assert len(set(prompts)) == len(prompts)  # no prompt serves two axes

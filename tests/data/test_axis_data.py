@@ -70,7 +70,9 @@ def test_dedupe_and_too_long_apply_per_axis(tmp_path, cache_dir):
     keeps and cuts all 11 training rows (data/honesty/train_truncated = 11) to max_length, where
     `drop` leaves none of them (an axis without training rows: one DataError line)."""
     answer = "I can't know that. " * 10
-    rows = [{"prompt": f"Question {i} about the far future?", "chosen": answer} for i in range(12)]
+    # long prompts, so that max_length leaves room for the other axes' (shorter) prompts
+    ask = "what the far future holds for people, cities and the weather " * 4
+    rows = [{"prompt": f"Question {i}: {ask}?", "chosen": answer * 4} for i in range(12)]
     path = tmp_path / "honesty.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in [*rows, rows[0], rows[0]]) + "\n")
     cfg = compose_cfg(["model=tiny", "method=sft"], tmp_path, cache_dir)

@@ -56,6 +56,7 @@ def test_registry_lists_loaders_and_rejects_unknown_names():
     expected = {"safety_prefs", "hh_rlhf", "alignment_instructions", "aixpert_factuality"}
     axes = {"helpful_builtin", "harmless_builtin", "honest_builtin"}  # alignment/data/axes.py
     axes |= {"hhh_builtin", "beavertails_safe", "truthfulqa_answers"}
+    expected |= {"factuality_prefs"}
     assert expected | axes | {"alpaca", "local"} == set(DATASETS.names())
     with pytest.raises(KeyError, match=r"unknown dataset loader 'hh_rlfh'.*Did you mean 'hh_rlhf'"):
         DATASETS.get("hh_rlfh")
@@ -268,11 +269,22 @@ def test_local_non_utf8(tmp_path):
 
 def test_safety_prefs_packaged_asset_and_override(tmp_path):
     examples = load("safety_prefs", None)
-    assert 300 <= len(examples) <= 400
+    assert 400 <= len(examples) <= 480
     assert all(e.instruction and e.category and e.rejected for e in examples)
     rows = [{"instruction": "I", "prompt": "p", "chosen": "c", "rejected": "r", "category": "x"}]
     (ex,) = load("safety_prefs", jsonl(tmp_path / "own.jsonl", rows))
     assert ex.category == "x"
+
+
+def test_factuality_prefs_packaged_asset_carries_every_flag_bucket(tmp_path):
+    examples = load("factuality_prefs", None)
+    assert {(e.h_w, e.h_l) for e in examples} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert all(e.category and e.rejected for e in examples)
+    _, counts = flip_unfactual_winners(examples)
+    assert counts["missing"] == 0 and counts["flipped"] == counts["bucket_1_0"] > 0
+    rows = [{"prompt": "p", "chosen": "c", "rejected": "r", "h_w": 0}]
+    with pytest.raises(DataError, match=r"own\.jsonl:1: field 'h_l' missing"):
+        load("factuality_prefs", jsonl(tmp_path / "own.jsonl", rows))
 
 
 # --- transforms -----------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ def test_defaults_are_off_and_reproduce_the_package(tmp_path):
     assert (pre.max_steps, pre.collapse_loss_threshold, pre.trust_region_warning_ratio) == (
         2000, 0.1, 5.0,
     )  # fmt: skip
-    assert pre.safety.name == "safety_prefs" and pre.safety.max_length == 128  # dataset's own
+    assert pre.safety.name == "safety_prefs"  # cut as the training data is (the demo's settings):
+    assert (pre.safety.max_length, pre.safety.too_long) == (80, "truncate")
     assert pre.runs and pre.learning_rate is None and pre.gate == "off"
     ag = compose_cfg(["regularizer=alignguard"], tmp_path, tmp_path).regularizer
     assert isinstance(ag, AlignGuardConfig)
