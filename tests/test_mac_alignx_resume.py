@@ -48,7 +48,9 @@ def _kill_at_checkpoint(args: list[str], run_dir: Path, cache: Path, ckpt_dir: s
         cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 600
-    while not (run_dir / ckpt_dir / "checkpoint-10" / "trainer_state.json").is_file():
+    ckpt = run_dir / ckpt_dir / "checkpoint-10" / "trainer_state.json"
+    # the run id file appears once the background sender has created the MLflow run
+    while not (ckpt.is_file() and (run_dir / "mlflow_run_id").is_file()):
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.02)
