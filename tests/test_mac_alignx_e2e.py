@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow
 
 EVAL = ["eval=[aqi]", "eval.aqi.reducer=pca", "eval.aqi.samples_per_category=3"]
 MAC = ["model=tiny", "method=mac", "method.layers=[1]", "train.batch_size=2"]
-ALIGNX = ["model=tiny", "method=alignx", "train.batch_size=2", "method.projector_steps=100"]
-ALIGNX += ["method.router_steps=100"]
+ALIGNX = ["model=tiny", "method=alignx", "train.batch_size=2", "method.projector_steps=300"]
+ALIGNX += ["method.router_steps=300"]
 
 
 def trained(args: list[str], tmp: Path, cache: Path, name: str) -> tuple[MlflowClient, str]:
@@ -113,7 +113,8 @@ def test_alignx_stages_are_nested_runs_labelled_alignx_repro(alignx_run):
 
 def test_alignx_router_beats_chance_on_held_out_axis_prompts(alignx_run):
     """Prefixes fixed per axis in stage 1; the router sees unprefixed held-out prompts of the
-    three axes, balanced (5 each): chance is 1/3."""
+    three axes, balanced (5 each): chance is 1/3. (Benign and harmful requests share question
+    frames in the safety pairs, so the fits take 300 steps: 100 reached 0.56.)"""
     client, parent, _ = alignx_run
     metrics = client.get_run(parent).data.metrics
     assert metrics["alignx/router_val_accuracy"] >= 0.6, metrics
