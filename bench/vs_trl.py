@@ -129,10 +129,10 @@ def build_trl(cfg, device, tokenizer, data, out: Path, precompute: bool):
     the returned extra record holds the seconds that took, and the seconds of its model hash.
     """
     import trl.trainer.dpo_trainer as dpo_module
-    from peft import LoraConfig, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
     from trl import DPOConfig, DPOTrainer
 
-    from alignment.models import load_base
+    from alignment.models import load_base, peft_lora_config
     from alignment.pipeline import training_args
 
     extra: dict[str, Any] = {}
@@ -169,15 +169,7 @@ def build_trl(cfg, device, tokenizer, data, out: Path, precompute: bool):
         base = prepare_model_for_kbit_training(
             base, use_gradient_checkpointing=cfg.model.gradient_checkpointing
         )
-    lora = cfg.model.lora
-    peft_config = LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    peft_config = peft_lora_config(cfg.model.lora)  # the LoRA load_policy attaches
     args = DPOConfig(
         output_dir=ours.output_dir,
         per_device_train_batch_size=ours.per_device_train_batch_size,

@@ -11,11 +11,11 @@ import logging
 from pathlib import Path
 
 import torch
-from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
 from alignment.alignx.mixing import ExpertMix
 from alignment.config import ModelConfig
+from alignment.models import peft_lora_config
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +52,7 @@ def load_experts(
         for axis in axes[1:]:
             model.load_adapter(str(saved / axis), adapter_name=axis, is_trainable=trainable)
     else:
-        lora = model_cfg.lora
-        config = PeftLoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=list(lora.target_modules),
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
+        config = peft_lora_config(model_cfg.lora)
         model = get_peft_model(base, config, adapter_name=axes[0])
         for axis in axes[1:]:
             model.add_adapter(axis, config)

@@ -78,6 +78,18 @@ def load_base(
     return model
 
 
+def peft_lora_config(lora) -> PeftLoraConfig:
+    """peft's LoraConfig for the schema's `model.lora` (r, alpha, dropout, target modules)."""
+    return PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
 def load_policy(
     cfg: ModelConfig,
     cache_dir: str,
@@ -103,14 +115,7 @@ def load_policy(
         if cfg.init_adapter.startswith("run:"):
             raise ValueError("model.init_adapter=run:<id> must be resolved first (init_adapter.py)")
         return attach_init_adapter(model, cfg.init_adapter, trainable)
-    lora = PeftLoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=list(cfg.lora.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    lora = peft_lora_config(cfg.lora)
     with warnings.catch_warnings():
         # peft 0.21 reads `is_gradient_checkpointing`, which transformers 5 deprecated: a notice
         # about library internals that every run would print, with nothing for a user to do.
