@@ -146,6 +146,23 @@ MUTATIONS: tuple[Mutation, ...] = (
         "the smoothed term rewards the flipped preference instead of penalising it",
         (T_LOSSES,),
     ),
+    Mutation(
+        "dpo_sft_weight_ignored",
+        LOSSES,
+        '        loss = loss + sft_weight * nll\n        metrics["dpo/sft_nll"]',
+        '        metrics["dpo/sft_nll"]',
+        "DPO's NLL term (sft_weight, RPO; the demo's setting) is logged but never trained on",
+        ("tests/losses/test_dpo_trl_parity.py",),
+    ),
+    Mutation(
+        "dpo_sft_nll_per_micro_batch",
+        LOSSES,
+        "        total = chosen_tokens.sum() if chosen_tokens_total is None"
+        " else chosen_tokens_total\n        nll = -policy_chosen_logps",
+        "        total = chosen_tokens.sum()\n        nll = -policy_chosen_logps",
+        "DPO's NLL term averages over each micro-batch's tokens: accumulation changes the gradient",
+        (f"{T_ACCUM}::test_one_by_eight_equals_eight_by_one[dpo_sft_weight]",),
+    ),
     # -- Factual-DPO ----------------------------------------------------------------------------
     Mutation(
         "factual_drop_delta_offset",

@@ -3,10 +3,11 @@ micro-batch of 8 and 8 micro-batches of 1 give the same accumulated gradient wit
 
 Per-example means (DPO, Factual-DPO, CITA's contrastive term and sequence anchors) are invariant
 by construction once the Trainer divides each micro-batch's loss by the window size. Token means
-(SFT, CITA's NLL term and its token_full_vocab KL, ORPO's SFT term) are not: a micro-batch of one
-short response would weigh its tokens more. The trainer therefore normalises them by the window's
-token count (`AlignmentTrainer.get_batch_samples`); the sft, orpo and CITA-with-token-terms cases
-fail without it, and MAC's per-axis token means fail without the per-axis window counts.
+(SFT, DPO's and CITA's NLL terms, CITA's token_full_vocab KL, ORPO's SFT term) are not: a
+micro-batch of one short response would weigh its tokens more. The trainer therefore normalises
+them by the window's token count (`AlignmentTrainer.get_batch_samples`); the sft, orpo,
+dpo_sft_weight and CITA-with-token-terms cases fail without it, and MAC's per-axis token means
+fail without the per-axis window counts.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def accumulated_grads(overrides: list[str], batch: int, accum: int, tmp, cache) 
 CASES = {
     "sft": ["method=sft"],
     "dpo": ["method=dpo"],
+    "dpo_sft_weight": ["method=dpo", "method.sft_weight=1.0"],  # the NLL term is a token mean
     "factual_dpo": ["method=factual_dpo", "method.delta=0"],
     "cita": ["method=cita"],
     "orpo": ["method=orpo"],  # its SFT term is a token mean too

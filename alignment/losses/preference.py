@@ -45,21 +45,34 @@ def dpo_loss(
     policy_rejected_logps: torch.Tensor,
     ref_chosen_logps: torch.Tensor | None = None,
     ref_rejected_logps: torch.Tensor | None = None,
+    chosen_tokens: torch.Tensor | None = None,
+    chosen_tokens_total: torch.Tensor | None = None,
     *,
     beta: float = 0.1,
     label_smoothing: float = 0.0,
     reference_free: bool = False,
+    sft_weight: float = 0.0,
 ) -> LossOutput:
-    """Sigmoid DPO (Rafailov et al. 2023, arXiv 2305.18290, eq. 7).
+    """Sigmoid DPO (Rafailov et al. 2023, arXiv 2305.18290, eq. 7), plus an optional NLL term.
 
         L = -log sigma(beta * [(log pi_theta(y_w) - log pi_ref(y_w))
                               - (log pi_theta(y_l) - log pi_ref(y_l))])
+            + sft_weight * NLL(y_w)
 
     with conservative-DPO label smoothing eps (Mitchell 2023; AIXpert's trainer). beta: 0.01-0.5
     (0.1 typical); a larger beta keeps the policy closer to the reference. reference_free: the
     reference log-probs are taken as 0 (TRL's `reference_free=True`), so no reference forward
     is needed. With eps = 0 this equals TRL 1.16 DPOTrainer(loss_type="sigmoid") on the same
     log-probs; TRL 1.16 ignores label_smoothing there.
+
+    sft_weight > 0 adds the chosen responses' token-mean negative log-likelihood, -sum_b
+    log pi_theta(y_w,b) / chosen tokens, as TRL's loss_type=["sigmoid", "sft"] with
+    loss_weights=[1, sft_weight] computes it: the DPO+NLL loss of RPO (Pang et al. 2024, arXiv
+    2404.19733; its alpha, 1 in the paper, which divides each winner by its own length). DPO alone
+    can widen the margin by lowering y_l and hand the freed probability to a third answer; the
+    NLL term makes the chosen answer itself more likely. chosen_tokens_total (per micro-batch,
+    averaged over the accumulation window, as the trainer passes it) keeps the term independent
+    of gradient accumulation; absent, the batch's own count is used.
 
     Example: log-ratios +1 (chosen) and -1 (rejected) at beta 0.5 give z = 1 and
     L = softplus(-1) = log(1 + e^-1) = 0.3133.
@@ -78,7 +91,14 @@ def dpo_loss(
     metrics = reward_metrics(
         beta * chosen_ratio, beta * rejected_ratio, policy_chosen_logps, policy_rejected_logps
     )
-    return LossOutput(losses.mean(), metrics)
+    loss = losses.mean()
+    if sft_weight > 0:
+        assert chosen_tokens is not None, "the NLL term needs the chosen responses' token counts"
+        total = chosen_tokens.sum() if chosen_tokens_total is None else chosen_tokens_total
+        nll = -policy_chosen_logps.sum() / total.clamp(min=1)
+        loss = loss + sft_weight * nll
+        metrics["dpo/sft_nll"] = nll.detach()
+    return LossOutput(loss, metrics)
 
 
 def factual_dpo_loss(

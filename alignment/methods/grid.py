@@ -36,14 +36,18 @@ class DpoConfig(MethodConfig):
     """Sigmoid DPO (Rafailov et al. 2023, eq. 7). beta: 0.01-0.5, typically 0.1.
 
     reference_free: pi_ref log-probs taken as 0 (no reference forward).
+    sft_weight: weight of the chosen responses' token-mean NLL added to the loss (0 = plain DPO;
+      RPO's alpha, TRL's loss_type=[sigmoid, sft] with loss_weights=[1, sft_weight]).
     """
 
     beta: float = 0.1
     label_smoothing: float = 0.0
     reference_free: bool = False
+    sft_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_beta_smoothing(self.beta, self.label_smoothing)
+        check("method.sft_weight", self.sft_weight, ge=0)
 
 
 @dataclass
