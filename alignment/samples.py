@@ -96,24 +96,32 @@ def before_after(model, tokenizer, n: int, max_new_tokens: int = SAMPLE_MAX_NEW_
     ]
 
 
-def heldout_rates(model, tokenizer, max_new_tokens: int = RATE_MAX_NEW_TOKENS):
-    """Refusal rate on the held-out harmful prompts and answer rate on the held-out benign ones,
-    before and after training.
+def heldout_rates(
+    model,
+    tokenizer,
+    harmful: list[str] | None = None,
+    benign: list[str] | None = None,
+    max_new_tokens: int = RATE_MAX_NEW_TOKENS,
+):
+    """Refusal rate on the held-out harmful prompts and answer rate on the held-out benign ones
+    (by default HELDOUT_*; alignment/data/heldout.py also has CHECK_*), before and after training.
 
     Returns (rates, rows): rates has keys refusal_rate_harmful_{before,after},
     answer_rate_benign_{before,after}, n_harmful, n_benign; rows holds every prompt with its
     answers and refusal verdicts (for the run's artifact).
     """
-    prompts = HELDOUT_HARMFUL + HELDOUT_BENIGN
+    harmful = HELDOUT_HARMFUL if harmful is None else harmful
+    benign = HELDOUT_BENIGN if benign is None else benign
+    prompts = harmful + benign
     before, after = _before_and_after(model, tokenizer, prompts, max_new_tokens)
-    n = len(HELDOUT_HARMFUL)
+    n = len(harmful)
     rates = {
         "refusal_rate_harmful_before": refusal_rate(before[:n]),
         "refusal_rate_harmful_after": refusal_rate(after[:n]),
         "answer_rate_benign_before": answer_rate(before[n:]),
         "answer_rate_benign_after": answer_rate(after[n:]),
         "n_harmful": n,
-        "n_benign": len(HELDOUT_BENIGN),
+        "n_benign": len(benign),
     }
     rows = [
         {

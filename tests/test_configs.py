@@ -83,7 +83,7 @@ def test_help_lists_groups_and_cfg_job_prints():
         assert f"\n{group}: " in groups, group
     assert "smollm2_135m" in groups and "factual_dpo" in groups
     # Schemas, helper groups and machine settings are not options a user picks.
-    for hidden in ("base_", "local.example", "preset:", "grid:", "model_dataset:"):
+    for hidden in ("base_", "local.example", "preset:", "grid:", "model_dataset"):
         assert hidden not in groups, hidden
     job = subprocess.run(
         [sys.executable, "train.py", "--cfg", "job", "method=cita"],

@@ -89,9 +89,18 @@ def run_leaf(overrides: str, uri: str, experiment: str) -> str:
 
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-# Groups a user never selects: per-(model, dataset) specialisations picked automatically, the
-# presets and model lists that experiments include, and the git-ignored machine settings.
-HIDDEN_GROUPS = {"hydra", "model_dataset", "preset", "grid", "local", "local.example"}
+# Groups a user never selects: per-(model, dataset) and per-(model, dataset, method)
+# specialisations picked automatically, the presets and model lists that experiments include, and
+# the git-ignored machine settings.
+HIDDEN_GROUPS = {
+    "hydra",
+    "model_dataset",
+    "model_dataset_method",
+    "preset",
+    "grid",
+    "local",
+    "local.example",
+}
 
 
 def help_groups() -> str:

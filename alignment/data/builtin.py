@@ -1,12 +1,13 @@
 """The project's own small datasets, generated deterministically into alignment/data/assets/.
 
 `python -m alignment.data.builtin` rewrites them; the outputs are committed and a test checks that
-regenerating gives byte-identical files. The phrase tables live in safety_text.py (safety pairs),
-factuality.py (factuality pairs) and heldout.py (prompts kept out of every training pair).
+regenerating gives byte-identical files. The phrase tables live in safety_text.py and
+benign_text.py (safety pairs), factuality.py (factuality pairs) and heldout.py (prompts kept out
+of every training pair).
 
 - safety_prefs.jsonl {instruction, prompt, chosen, rejected, category}: harmful prompts (10
   categories, four phrasings per topic) pair a refusal (chosen) with an eager compliance
-  (rejected); about a third of the rows are benign requests (some sharing words with harmful
+  (rejected); about half of the rows are benign requests (some sharing words with harmful
   ones: "kill a stuck process") pairing a helpful answer (chosen) with a needless refusal
   (rejected). Nothing but the request tells the two kinds apart: a needless refusal uses the same
   openers as a refusal of a harmful request (12 of them, all starting with "I"), and half the
@@ -31,6 +32,7 @@ from itertools import product
 from pathlib import Path
 
 from alignment.data import safety_text as T
+from alignment.data.benign_text import BENIGN
 from alignment.data.factuality import factuality_prefs
 from alignment.data.heldout import (
     DEMO_BENIGN_PROMPTS,
@@ -227,7 +229,7 @@ def harmful_rows(rng: random.Random) -> list[dict[str, str]]:
 def benign_rows(rng: random.Random) -> list[dict[str, str]]:
     """Four phrasings per benign topic: a helpful answer (chosen) vs a needless refusal."""
     rows = []
-    for topic, answer in _indented(T.BENIGN, " "):
+    for topic, answer in _indented(BENIGN, " "):
         for frame in rng.sample(BENIGN_PROMPTS, 4):
             refusal_text = rng.choice(REFUSALS).format(_second_person(topic))
             reason = rng.choice([*OVER_REFUSAL_REASONS, ""])

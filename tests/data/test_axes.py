@@ -29,7 +29,7 @@ def test_every_axis_has_an_offline_and_a_hub_loader():
 
 def test_offline_axis_data_fits_each_axis():
     helpful, harmless, honest = (load(BUILTIN_AXIS_DATA[a]) for a in AXES)
-    assert len(helpful) == 160 and len(harmless) == 280 and len(honest) == 50
+    assert len(helpful) == 316 and len(harmless) == 280 and len(honest) == 50
     assert all(ex.rejected == "" for ex in helpful + harmless + honest)  # SFT rows
     assert {ex.category for ex in helpful} == {"benign"}
     assert "benign" not in {ex.category for ex in harmless}

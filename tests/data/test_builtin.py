@@ -11,6 +11,7 @@ import pytest
 
 from alignment.data import builtin, factuality
 from alignment.data import safety_text as T
+from alignment.data.benign_text import BENIGN
 from alignment.data.builtin import (
     COMPLIANCE_OPENERS,
     FACTUALITY_PREFS_PATH,
@@ -21,12 +22,16 @@ from alignment.data.builtin import (
     write_assets,
 )
 from alignment.data.heldout import (
+    CHECK_BENIGN,
+    CHECK_HARMFUL,
     DEMO_BENIGN_PROMPTS,
     DEMO_PROMPTS,
     HELDOUT_BENIGN,
     HELDOUT_HARMFUL,
 )
 from alignment.evaluation.refusal import is_refusal
+
+CHECKS = CHECK_HARMFUL + CHECK_BENIGN
 
 LITMUS_AXIOMS = {
     "Civility & Tolerance",
@@ -83,8 +88,9 @@ def test_asset_path():
 
 def test_prefs_size_and_categories(prefs):
     counts = Counter(row["category"] for row in prefs)
-    assert 400 <= len(prefs) <= 480
-    assert 0.3 <= counts.pop("benign") / len(prefs) <= 0.4
+    assert 560 <= len(prefs) <= 640
+    # About half benign: with a third, the demo learned to refuse benign requests too.
+    assert 0.45 <= counts.pop("benign") / len(prefs) <= 0.55
     assert len(counts) == 10 and min(counts.values()) >= 24
     assert all(
         set(row) == {"instruction", "prompt", "chosen", "rejected", "category"} for row in prefs
@@ -174,7 +180,7 @@ def test_held_out_prompts_are_in_no_training_pair(prefs, evals):
     prompt shares a run of three topic words with a training prompt (words of the question
     frames, articles and pronouns removed): they are new topics, not paraphrases."""
     train = {row["prompt"].lower() for row in prefs}
-    held_out = DEMO_PROMPTS + DEMO_BENIGN_PROMPTS + HELDOUT_HARMFUL + HELDOUT_BENIGN
+    held_out = DEMO_PROMPTS + DEMO_BENIGN_PROMPTS + HELDOUT_HARMFUL + HELDOUT_BENIGN + CHECKS
     assert not train & {p.lower() for p in held_out}
     assert not {row["input"].lower() for row in evals} & {p.lower() for p in held_out}
 
@@ -188,8 +194,8 @@ def test_held_out_prompts_are_in_no_training_pair(prefs, evals):
 
     train_grams = set().union(*(topic_grams(row["prompt"]) for row in prefs))
     topics = [t for ts in builtin._keyed(T.HARM_TOPICS).values() for t in ts]
-    topics += [t for t, _ in builtin._indented(T.BENIGN, " ")]
-    for prompt in HELDOUT_HARMFUL + HELDOUT_BENIGN:
+    topics += [t for t, _ in builtin._indented(BENIGN, " ")]
+    for prompt in HELDOUT_HARMFUL + HELDOUT_BENIGN + CHECKS:
         assert not topic_grams(prompt) & train_grams, prompt
         assert not any(builtin._second_person(t) in builtin._second_person(prompt) for t in topics)
     assert any("bomb" in prompt for prompt in train)  # the demo prompt paraphrases a topic
@@ -198,6 +204,8 @@ def test_held_out_prompts_are_in_no_training_pair(prefs, evals):
 def test_held_out_sets_are_balanced():
     assert len(HELDOUT_HARMFUL) == len(set(HELDOUT_HARMFUL)) == 40
     assert len(HELDOUT_BENIGN) == len(set(HELDOUT_BENIGN)) == 40
+    assert len(CHECK_HARMFUL) == len(CHECK_BENIGN) == 20 and len(set(CHECKS)) == 40
+    assert not {p.lower() for p in CHECKS} & {p.lower() for p in HELDOUT_HARMFUL + HELDOUT_BENIGN}
 
 
 def test_eval_set_is_balanced_and_disjoint(prefs, evals):

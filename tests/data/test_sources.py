@@ -269,7 +269,7 @@ def test_local_non_utf8(tmp_path):
 
 def test_safety_prefs_packaged_asset_and_override(tmp_path):
     examples = load("safety_prefs", None)
-    assert 400 <= len(examples) <= 480
+    assert 560 <= len(examples) <= 640
     assert all(e.instruction and e.category and e.rejected for e in examples)
     rows = [{"instruction": "I", "prompt": "p", "chosen": "c", "rejected": "r", "category": "x"}]
     (ex,) = load("safety_prefs", jsonl(tmp_path / "own.jsonl", rows))
