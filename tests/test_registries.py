@@ -72,6 +72,7 @@ class _Beta(MethodConfig):
     beta: float = 0.1
     label_smoothing: float = 0.0
     reference_free: bool = False
+    sft_weight: float = 0.0
 
 
 def test_registration_rejects_a_config_key_the_loss_ignores():
@@ -88,7 +89,9 @@ def test_registration_rejects_a_loss_argument_no_key_sets():
     class Short(MethodConfig):
         beta: float = 0.1
 
-    with pytest.raises(TypeError, match=r"loss arguments \['label_smoothing', 'reference_free'\]"):
+    with pytest.raises(
+        TypeError, match=r"loss arguments \['label_smoothing', 'reference_free', 'sft_weight'\]"
+    ):
         Method("x", Short, dpo_loss)
 
 

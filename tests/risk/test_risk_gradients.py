@@ -98,7 +98,9 @@ def test_artifacts(tiny_risk, tmp_path):
 def test_fresh_adapter_is_its_own_reference(tiny_risk, cache_dir):
     """With every LoRA B zero the adapter adds exactly 0, so the reference forward is skipped:
     the loss is log 2 (DPO at its start) and the gradients equal those against the explicit
-    adapter-disabled reference log-probs."""
+    adapter-disabled reference log-probs, up to float rounding: the explicit reference comes from
+    a no-grad forward, which may sum in another order than the grad-mode one (on some rows of
+    the shipped pairs the gradients differ by 2e-7)."""
     from alignment.risk.safety import is_own_reference, pair_batches, pair_logps
 
     t = tiny_risk
@@ -117,8 +119,8 @@ def test_fresh_adapter_is_its_own_reference(tiny_risk, cache_dir):
         assert t.safety_loss(t.model, fresh[0]).item() == pytest.approx(math.log(2), abs=1e-6)
         G1, _ = per_sample_gradients(t.model, t.selection, fresh, t.safety_loss, progress=False)
         G2, _ = per_sample_gradients(t.model, t.selection, [explicit], t.safety_loss)
-        torch.testing.assert_close(G1, G2, rtol=0, atol=0)
-        assert G1.abs().sum() > 0
+        torch.testing.assert_close(G1, G2, rtol=1e-5, atol=1e-6)
+        assert G1.abs().max() > 1e-3  # the tolerance is far below the gradients themselves
     finally:
         with torch.no_grad():
             for n, p in t.model.named_parameters():
