@@ -157,9 +157,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "dpo_sft_nll_per_micro_batch",
         LOSSES,
-        "        total = chosen_tokens.sum() if chosen_tokens_total is None"
-        " else chosen_tokens_total\n        nll = -policy_chosen_logps",
-        "        total = chosen_tokens.sum()\n        nll = -policy_chosen_logps",
+        "sft_loss(policy_chosen_logps, chosen_tokens, chosen_tokens_total).loss",
+        "sft_loss(policy_chosen_logps, chosen_tokens).loss",
         "DPO's NLL term averages over each micro-batch's tokens: accumulation changes the gradient",
         (f"{T_ACCUM}::test_one_by_eight_equals_eight_by_one[dpo_sft_weight]",),
     ),

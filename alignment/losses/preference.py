@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from alignment.losses.sft import sft_loss
 from alignment.losses.types import LossOutput
 
 KL_ESTIMATORS = ("seq_logratio", "seq_sq", "token_full_vocab")
@@ -70,9 +71,8 @@ def dpo_loss(
     loss_weights=[1, sft_weight] computes it: the DPO+NLL loss of RPO (Pang et al. 2024, arXiv
     2404.19733; its alpha, 1 in the paper, which divides each winner by its own length). DPO alone
     can widen the margin by lowering y_l and hand the freed probability to a third answer; the
-    NLL term makes the chosen answer itself more likely. chosen_tokens_total (per micro-batch,
-    averaged over the accumulation window, as the trainer passes it) keeps the term independent
-    of gradient accumulation; absent, the batch's own count is used.
+    NLL term makes the chosen answer itself more likely. The term is `sft_loss` (with its
+    chosen_tokens_total, so gradient accumulation does not change it).
 
     Example: log-ratios +1 (chosen) and -1 (rejected) at beta 0.5 give z = 1 and
     L = softplus(-1) = log(1 + e^-1) = 0.3133.
@@ -94,8 +94,7 @@ def dpo_loss(
     loss = losses.mean()
     if sft_weight > 0:
         assert chosen_tokens is not None, "the NLL term needs the chosen responses' token counts"
-        total = chosen_tokens.sum() if chosen_tokens_total is None else chosen_tokens_total
-        nll = -policy_chosen_logps.sum() / total.clamp(min=1)
+        nll = sft_loss(policy_chosen_logps, chosen_tokens, chosen_tokens_total).loss
         loss = loss + sft_weight * nll
         metrics["dpo/sft_nll"] = nll.detach()
     return LossOutput(loss, metrics)
